@@ -1,0 +1,53 @@
+// Admin HTTP server: GET /metrics (Prometheus text), /healthz (alive), /readyz (ready to serve).
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from '../observability/logger.js';
+
+export interface AdminHandlers {
+  metrics(): Promise<{ contentType: string; body: string }>;
+  /** null when ready, else why not. */
+  notReady(): Promise<string | null>;
+}
+
+export async function startAdmin(host: string, port: number, handlers: AdminHandlers, log: Logger): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const send = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+      res.end(body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n');
+    if (path === '/healthz') return send(200, 'ok\n');
+    if (path === '/readyz') {
+      handlers.notReady().then(
+        (why) => (why === null ? send(200, 'ready\n') : send(503, `not ready: ${why}\n`)),
+        (err: Error) => send(503, `not ready: ${err.message}\n`),
+      );
+      return;
+    }
+    if (path === '/metrics') {
+      handlers.metrics().then(
+        ({ contentType, body }) => send(200, body, contentType),
+        (err: Error) => {
+          log.error({ err: err.message }, 'metrics collection failed');
+          send(500, 'metrics collection failed\n');
+        },
+      );
+      return;
+    }
+    send(404, 'not found: try /metrics, /healthz or /readyz\n');
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host, port }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+export function boundPort(server: http.Server): number {
+  return (server.address() as AddressInfo).port;
+}

@@ -1,0 +1,28 @@
+// Why a client connection ended: the `reason` label, and how loudly each one is logged.
+
+export const CLOSE_REASONS = [
+  'client_closed',
+  'client_reset',
+  'protocol_error',
+  'backend_closed',
+  'backend_error',
+  'backend_unavailable',
+  'idle_timeout',
+  'max_clients',
+  'shutdown',
+] as const;
+export type CloseReason = (typeof CLOSE_REASONS)[number];
+
+/** graceful: our close_notify was written out before the socket was torn down; abrupt: it was not. */
+export type CloseMode = 'graceful' | 'abrupt';
+
+/** Log level of the one record written per closed connection. */
+export function closeLogLevel(reason: CloseReason, mode: CloseMode): 'info' | 'warn' {
+  if (mode === 'abrupt') return 'warn';
+  return reason === 'backend_error' || reason === 'backend_unavailable' ? 'warn' : 'info';
+}
+
+/** Socket errors that mean the peer went away, as opposed to a fault on our side. */
+export function isPeerGone(err: NodeJS.ErrnoException): boolean {
+  return err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED';
+}

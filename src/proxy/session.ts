@@ -1,0 +1,436 @@
+// One client connection and its backend connection: relays bytes both ways with backpressure,
+// and owns the one close path. Every trigger calls close(reason); it is idempotent and the
+// first reason wins. Only this file calls end() or destroy() on a socket.
+//
+// The orderly close, whatever the reason:
+//   1. stop accepting client input (it is read and discarded from now on);
+//   2. let the backend answer every command already forwarded (counted reply by reply), then
+//      half-close it and relay what it still sends until it closes;
+//   3. write the error reply, if one applies;
+//   4. end() the client: close_notify, then FIN;
+//   5. keep reading and discarding the client's input until it closes, close.drain_timeout_ms
+//      passes or close.drain_max_bytes are discarded; then destroy().
+// Phases 2 and 4 give up after close.drain_timeout_ms without progress.
+
+import net from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import { ReplyCounter } from '../resp/reply-counter.js';
+import { BACKEND_LOST_REPLY, MAX_CLIENTS_REPLY, backendUnavailableReply } from '../resp/replies.js';
+import { RequestScanner } from '../resp/scanner.js';
+import { closeLogLevel, isPeerGone, type CloseMode, type CloseReason } from './close-reason.js';
+
+/** The part of the configuration one session uses; a session keeps the snapshot it started with. */
+export interface SessionConfig {
+  backend: { host: string; port: number; connect_timeout_ms: number };
+  limits: { max_multibulk_len: number; max_bulk_len: number; max_inline_len: number; idle_timeout_ms: number };
+  close: { drain_timeout_ms: number; drain_max_bytes: number };
+}
+
+export interface SessionDeps {
+  metrics: Metrics;
+  log: Logger;
+  onClosed(session: Session): void;
+}
+
+type Status = 'connecting' | 'proxying' | 'closing' | 'closed';
+const TRANSITIONS: Record<Status, readonly Status[]> = {
+  connecting: ['proxying', 'closing'],
+  proxying: ['closing'],
+  closing: ['closed'],
+  closed: [],
+};
+
+/** Where an orderly close stands. */
+type ClosePhase = 'backend' | 'flush' | 'drain';
+
+/** Bytes queued for a backend that is still connecting before we stop reading the client. */
+const CONNECT_QUEUE_MAX = 1024 * 1024;
+
+let nextId = 1;
+
+export class Session {
+  readonly id: string;
+  private status: Status = 'connecting';
+  private readonly scanner: RequestScanner;
+  private readonly counter = new ReplyCounter();
+  private readonly out: Buffer[] = [];
+  private backend: net.Socket | null = null;
+  private backendConnected = false;
+  private backendClosed = false;
+  private backendEnded = false; // we half-closed it
+  private queued: Buffer[] = [];
+  private queuedBytes = 0;
+
+  private reason: CloseReason | null = null;
+  private finalReply: Buffer | null = null;
+  private phase: ClosePhase | null = null;
+  private closeNotifySent = false;
+  private deadline: NodeJS.Timeout | null = null;
+  private connectTimer: NodeJS.Timeout | null = null;
+  private drained = 0;
+  private unavailable: string | null = null; // cause, once the backend could not be reached
+  private answered = 0; // commands answered by the proxy itself (backend unavailable)
+  private readonly openedAt = performance.now();
+  private bytesIn = 0;
+  private bytesOut = 0;
+
+  constructor(
+    private readonly client: TLSSocket,
+    private readonly cfg: SessionConfig,
+    private readonly deps: SessionDeps,
+  ) {
+    this.id = `${process.pid}-${nextId++}`;
+    this.scanner = new RequestScanner({
+      maxMultibulkLen: cfg.limits.max_multibulk_len,
+      maxBulkLen: cfg.limits.max_bulk_len,
+      maxInlineLen: cfg.limits.max_inline_len,
+    });
+    client.on('data', (chunk: Buffer) => this.onClientData(chunk));
+    client.on('end', () => this.onClientEnd());
+    client.on('error', (err) => this.onClientError(err));
+    client.on('close', () => this.finalize());
+    client.on('drain', () => this.onClientDrain());
+    client.on('finish', () => this.onClientFinish());
+  }
+
+  /** Start proxying: open the backend connection. */
+  start(): void {
+    if (this.cfg.limits.idle_timeout_ms > 0) {
+      this.client.setTimeout(this.cfg.limits.idle_timeout_ms, () => this.onIdle());
+    }
+    const started = performance.now();
+    const backend = net.connect({ host: this.cfg.backend.host, port: this.cfg.backend.port, noDelay: true });
+    this.backend = backend;
+    this.connectTimer = setTimeout(() => {
+      backend.destroy(Object.assign(new Error(`connect timeout after ${this.cfg.backend.connect_timeout_ms} ms`), { code: 'ETIMEDOUT' }));
+    }, this.cfg.backend.connect_timeout_ms);
+    backend.on('connect', () => {
+      clearTimeout(this.connectTimer!);
+      this.deps.metrics.backendConnectDuration.observe((performance.now() - started) / 1000);
+      this.onBackendConnect();
+    });
+    backend.on('data', (chunk: Buffer) => this.onBackendData(chunk));
+    backend.on('drain', () => {
+      if (this.status === 'proxying') this.client.resume();
+    });
+    backend.on('error', (err: NodeJS.ErrnoException) => this.onBackendError(err));
+    backend.on('close', () => this.onBackendClose());
+  }
+
+  /** Refuse the connection: the proxy is at limits.max_clients. */
+  rejectMaxClients(): void {
+    this.close('max_clients', MAX_CLIENTS_REPLY);
+  }
+
+  // ---- the one close path -------------------------------------------------------------------
+
+  /** End this connection in order. Idempotent: the first reason wins. */
+  close(reason: CloseReason, reply: Buffer | null = null): void {
+    if (this.status === 'closing' || this.status === 'closed') return;
+    this.reason = reason;
+    this.finalReply = reply;
+    this.setStatus('closing');
+    this.client.setTimeout(0);
+    this.client.resume(); // from now on client input is read and discarded
+    if (reason === 'client_reset') return this.teardown();
+    if (reason === 'max_clients') return this.endClient();
+    if (reason === 'backend_closed' || reason === 'backend_error') {
+      this.replyToLost(BACKEND_LOST_REPLY);
+      return this.endClient();
+    }
+    this.phase = 'backend';
+    this.armDeadline();
+    this.finishBackend();
+  }
+
+  private setStatus(next: Status): void {
+    if (!TRANSITIONS[this.status].includes(next)) throw new Error(`session ${this.id}: ${this.status} -> ${next} is not allowed`);
+    this.status = next;
+  }
+
+  /** Phase 2: wait for the replies owed, half-close the backend, wait for it to close. */
+  private finishBackend(): void {
+    if (this.phase !== 'backend') return;
+    if (this.backendClosed || this.backend === null) return this.endClient();
+    if (!this.backendConnected) return; // onBackendConnect or onBackendError continues
+    if (!this.backendEnded && (this.owed() <= 0 || !this.countable())) {
+      this.backendEnded = true;
+      this.backend.end();
+    }
+  }
+
+  /** Phase 4: the error reply, close_notify and FIN. */
+  private endClient(): void {
+    this.phase = 'flush';
+    this.armDeadline();
+    if (this.backend !== null && !this.backendClosed) this.backend.destroy();
+    if (this.finalReply !== null) this.writeClient(this.finalReply);
+    this.client.end();
+  }
+
+  /** end() has flushed: close_notify and FIN are out. Phase 5: drain. */
+  private onClientFinish(): void {
+    if (this.status !== 'closing') return;
+    this.closeNotifySent = true;
+    this.phase = 'drain';
+    this.armDeadline();
+  }
+
+  /** No progress for drain_timeout_ms (phases 2 and 4), or the drain time is up (phase 5). */
+  private onDeadline(): void {
+    this.deadline = null;
+    if (this.phase === 'backend') {
+      if (this.backend === null || this.backendClosed) return this.endClient();
+      if (!this.backendEnded) {
+        this.backendEnded = true;
+        this.backend.end();
+        this.armDeadline();
+      } else {
+        this.backend.destroy(); // 'close' moves on to endClient()
+      }
+      return;
+    }
+    this.teardown();
+  }
+
+  /** Progress in phases 2 and 4 restarts their deadline; the drain phase has a fixed one. */
+  private armDeadline(): void {
+    if (this.deadline !== null) clearTimeout(this.deadline);
+    this.deadline = setTimeout(() => this.onDeadline(), this.cfg.close.drain_timeout_ms);
+  }
+
+  private progress(): void {
+    if (this.phase === 'backend' || this.phase === 'flush') this.armDeadline();
+  }
+
+  private teardown(): void {
+    this.backend?.destroy();
+    this.client.destroy();
+    this.finalize();
+  }
+
+  private finalize(): void {
+    if (this.status === 'closed') return;
+    if (this.status !== 'closing') {
+      // The socket closed under us without a trigger (destroyed elsewhere).
+      this.reason = 'client_reset';
+      this.setStatus('closing');
+    }
+    this.setStatus('closed');
+    if (this.deadline !== null) clearTimeout(this.deadline);
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer);
+    this.backend?.destroy();
+    if (!this.client.destroyed) this.client.destroy();
+    const reason = this.reason!;
+    const mode: CloseMode = this.closeNotifySent ? 'graceful' : 'abrupt';
+    const ageS = (performance.now() - this.openedAt) / 1000;
+    const m = this.deps.metrics;
+    m.clientCloses.labels(mode, reason).inc();
+    m.connectionDuration.observe(ageS);
+    const violation = this.scanner.error;
+    this.deps.log[closeLogLevel(reason, mode)](
+      {
+        conn: this.id,
+        reason,
+        mode,
+        age_ms: Math.round(ageS * 1000),
+        bytes_in: this.bytesIn,
+        bytes_out: this.bytesOut,
+        commands: this.scanner.commands,
+        ...(violation !== null && reason === 'protocol_error' ? { violation: violation.code, limit: violation.limit } : {}),
+        ...(this.unavailable !== null ? { cause: this.unavailable } : {}),
+      },
+      `closing because ${reason.replace(/_/g, ' ')}`,
+    );
+    this.deps.onClosed(this);
+  }
+
+  // ---- client side --------------------------------------------------------------------------
+
+  private onClientData(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
+    if (this.status === 'closing' || this.status === 'closed') {
+      if (this.unavailable !== null && this.phase === 'backend') return this.scanWhileUnavailable(chunk);
+      this.drained += chunk.length;
+      if (this.drained > this.cfg.close.drain_max_bytes && this.phase === 'drain') this.teardown();
+      return;
+    }
+    const out = this.out;
+    const before = this.scanner.commands;
+    this.scanner.feed(chunk, out);
+    this.deps.metrics.hot.commands += this.scanner.commands - before;
+    if (out.length > 0) {
+      this.toBackend(out);
+      out.length = 0;
+    }
+    const v = this.scanner.error;
+    if (v !== null) {
+      this.deps.metrics.protocolErrors.labels(v.limit).inc();
+      this.close('protocol_error', v.reply);
+    }
+  }
+
+  private onClientEnd(): void {
+    if (this.status === 'connecting' || this.status === 'proxying') return this.close('client_closed');
+    if (this.phase === 'drain') return this.teardown(); // both sides are done
+    if (this.phase === 'backend' && this.unavailable !== null) this.endClient(); // no command will come
+  }
+
+  private onClientError(err: NodeJS.ErrnoException): void {
+    if (this.status === 'closed') return;
+    if (this.status === 'closing') {
+      // After end() errors are expected noise; before it, the client is gone and so is our chance.
+      return this.teardown();
+    }
+    if (!isPeerGone(err)) this.deps.log.warn({ conn: this.id, err: err.message, code: err.code }, 'client socket error');
+    this.close('client_reset');
+  }
+
+  private onClientDrain(): void {
+    this.progress();
+    if (this.backend !== null && !this.backendClosed) this.backend.resume();
+  }
+
+  private onIdle(): void {
+    if (this.status !== 'proxying') return;
+    if (this.owed() > 0 || this.scanner.subscribeSeen) {
+      this.client.setTimeout(this.cfg.limits.idle_timeout_ms); // busy, or exempt: look again later
+      return;
+    }
+    this.close('idle_timeout');
+  }
+
+  private writeClient(data: Buffer): void {
+    if (this.client.destroyed) return;
+    this.bytesOut += data.length;
+    this.deps.metrics.hot.toClient += data.length;
+    if (!this.client.write(data)) this.backend?.pause();
+  }
+
+  // ---- backend side -------------------------------------------------------------------------
+
+  private toBackend(out: Buffer[]): void {
+    let bytes = 0;
+    for (const b of out) bytes += b.length;
+    if (!this.backendConnected) {
+      for (const b of out) this.queued.push(b);
+      this.queuedBytes += bytes;
+      if (this.queuedBytes > CONNECT_QUEUE_MAX) this.client.pause();
+      return;
+    }
+    this.deps.metrics.hot.toBackend += bytes;
+    const backend = this.backend!;
+    if (out.length === 1) {
+      if (!backend.write(out[0]!)) this.client.pause();
+      return;
+    }
+    backend.cork();
+    for (const b of out) backend.write(b);
+    backend.uncork();
+    if (backend.writableNeedDrain) this.client.pause();
+  }
+
+  private onBackendConnect(): void {
+    this.backendConnected = true;
+    if (this.status === 'connecting') this.setStatus('proxying');
+    if (this.queued.length > 0) {
+      const queued = this.queued;
+      this.queued = [];
+      this.queuedBytes = 0;
+      this.toBackend(queued);
+      if (this.status === 'proxying' && !this.backend!.writableNeedDrain) this.client.resume();
+    }
+    this.finishBackend();
+  }
+
+  private onBackendData(chunk: Buffer): void {
+    this.counter.feed(chunk);
+    this.writeClient(chunk);
+    if (this.phase === 'backend') {
+      this.progress();
+      this.finishBackend();
+    }
+  }
+
+  private onBackendError(err: NodeJS.ErrnoException): void {
+    if (!this.backendConnected) return this.onBackendUnreachable(err);
+    // A reset after the backend closed on us (it had unread input) is still the backend closing.
+    if (this.status === 'closing') return;
+    if (isPeerGone(err)) this.close('backend_closed');
+    else {
+      this.deps.log.warn({ conn: this.id, err: err.message, code: err.code }, 'backend socket error');
+      this.close('backend_error');
+    }
+  }
+
+  private onBackendClose(): void {
+    this.backendClosed = true;
+    if (this.status === 'connecting' || this.status === 'proxying') {
+      if (this.backendConnected) this.close('backend_closed');
+      return;
+    }
+    if (this.phase === 'backend' && this.unavailable === null) this.endClient();
+  }
+
+  /** Connect failed or timed out: answer each complete command with the cause, then close. */
+  private onBackendUnreachable(err: NodeJS.ErrnoException): void {
+    clearTimeout(this.connectTimer!);
+    this.backendClosed = true;
+    this.unavailable = err.code ?? err.message;
+    this.deps.log.warn({ conn: this.id, backend: `${this.cfg.backend.host}:${this.cfg.backend.port}`, err: err.message }, 'backend unavailable');
+    if (this.status === 'connecting') {
+      this.reason = 'backend_unavailable';
+      this.setStatus('closing');
+      this.client.setTimeout(0);
+      this.client.resume();
+      this.phase = 'backend';
+      this.armDeadline(); // wait this long for a first command to answer
+    }
+    this.queued = [];
+    this.queuedBytes = 0;
+    this.answerUnavailable();
+  }
+
+  /** While waiting for a first command to tell the backend is unavailable, keep scanning. */
+  private scanWhileUnavailable(chunk: Buffer): void {
+    this.scanner.feed(chunk, this.out);
+    this.out.length = 0;
+    const v = this.scanner.error;
+    if (v !== null && this.finalReply === null) {
+      this.deps.metrics.protocolErrors.labels(v.limit).inc();
+      this.finalReply = v.reply;
+    }
+    this.answerUnavailable();
+  }
+
+  private answerUnavailable(): void {
+    const n = this.scanner.commands - this.answered;
+    if (n > 0) {
+      this.writeClient(repeat(backendUnavailableReply(`${this.cfg.backend.host}:${this.cfg.backend.port}: ${this.unavailable}`), n));
+      this.answered += n;
+    }
+    if (this.answered > 0 || this.finalReply !== null) this.endClient();
+  }
+
+  /** The backend went away owing replies: fail exactly the commands it did not answer. */
+  private replyToLost(reply: Buffer): void {
+    const owed = this.owed();
+    if (owed > 0 && this.countable()) this.writeClient(repeat(reply, owed));
+  }
+
+  /** Commands forwarded that the backend has not answered yet. */
+  private owed(): number {
+    return this.scanner.commands - this.counter.replies;
+  }
+
+  /** Reply counting holds: no subscribe/monitor mode, and the reply stream parsed. */
+  private countable(): boolean {
+    return !this.scanner.subscribeSeen && !this.counter.broken;
+  }
+}
+
+function repeat(reply: Buffer, times: number): Buffer {
+  return times === 1 ? reply : Buffer.alloc(reply.length * times, reply);
+}

@@ -1,0 +1,132 @@
+// Counts complete top-level replies in a backend's RESP2/RESP3 reply stream, so the session
+// knows how many forwarded commands are still unanswered. It never copies or changes bytes.
+// Out-of-band RESP3 pushes ('>') and attributes ('|') are not replies to a command.
+
+const LINE = 0; // reading a type byte's line (up to CRLF)
+const BODY = 1; // skipping a blob body plus its CRLF
+const BROKEN = 2;
+
+/** Deepest aggregate nesting we follow; Redis replies nest a handful of levels at most. */
+const MAX_DEPTH = 64;
+
+export class ReplyCounter {
+  /** Complete top-level replies seen. */
+  replies = 0;
+  /** Set when the stream stopped parsing as RESP; counting is then unreliable. */
+  broken = false;
+
+  private state = LINE;
+  private type = 0; // type byte of the line being read, 0 before it
+  private acc = 0;
+  private neg = false;
+  private digits = 0;
+  private bodyLeft = 0;
+  /** Remaining elements of each open aggregate, innermost last, and its type byte. */
+  private readonly stack: number[] = [];
+  private readonly kinds: number[] = [];
+
+  feed(chunk: Buffer): void {
+    const n = chunk.length;
+    let i = 0;
+    while (i < n) {
+      if (this.state === BODY) {
+        const take = Math.min(this.bodyLeft, n - i);
+        i += take;
+        this.bodyLeft -= take;
+        if (this.bodyLeft === 0) {
+          this.state = LINE;
+          this.valueDone();
+        }
+        continue;
+      }
+      if (this.state === BROKEN) return;
+      if (this.type === 0) {
+        this.type = chunk[i++]!;
+        this.acc = 0;
+        this.neg = false;
+        this.digits = 0;
+        continue;
+      }
+      // Inside a line: numeric types accumulate their number; others just look for LF.
+      const t = this.type;
+      if (t === 43 /* + */ || t === 45 /* - */ || t === 58 /* : */ || t === 44 /* , */ || t === 40 /* ( */ || t === 35 /* # */ || t === 95 /* _ */) {
+        const lf = chunk.indexOf(10, i);
+        if (lf === -1) return;
+        i = lf + 1;
+        this.type = 0;
+        this.valueDone();
+        continue;
+      }
+      const c = chunk[i++]!;
+      if (c >= 48 && c <= 57) {
+        this.acc = this.acc * 10 + (c - 48);
+        this.digits++;
+      } else if (c === 45 && this.digits === 0 && !this.neg) {
+        this.neg = true;
+      } else if (c === 13) {
+        // wait for LF
+      } else if (c === 10) {
+        this.type = 0;
+        this.header(t, this.neg ? -this.acc : this.acc);
+      } else {
+        this.fail();
+        return;
+      }
+    }
+  }
+
+  private header(t: number, len: number): void {
+    switch (t) {
+      case 36: // $ bulk string
+      case 33: // ! blob error
+      case 61: // = verbatim string
+        if (len < 0) this.valueDone(); // $-1: null
+        else {
+          this.bodyLeft = len + 2;
+          this.state = BODY;
+        }
+        return;
+      case 42: // * array
+      case 126: // ~ set
+      case 62: // > push
+      case 37: // % map
+      case 124: {
+        // | attribute
+        const count = t === 37 || t === 124 ? len * 2 : len;
+        if (len < 0 || count === 0) {
+          if (t === 124) return; // an empty attribute annotates the next value
+          this.valueDone();
+          return;
+        }
+        if (this.stack.length >= MAX_DEPTH) return this.fail();
+        this.stack.push(count);
+        this.kinds.push(t);
+        return;
+      }
+      default:
+        this.fail();
+    }
+  }
+
+  /** One value finished: complete enclosing aggregates; count it if it was top level. */
+  private valueDone(): void {
+    for (;;) {
+      const depth = this.stack.length;
+      if (depth === 0) {
+        this.replies++;
+        return;
+      }
+      const left = --this.stack[depth - 1]!;
+      if (left > 0) return;
+      this.stack.pop();
+      const kind = this.kinds.pop();
+      if (kind === 124) return; // attribute done: the annotated value follows
+      if (kind === 62 && this.stack.length === 0) return; // a top-level push is not a reply
+    }
+  }
+
+  private fail(): void {
+    this.broken = true;
+    this.state = BROKEN;
+  }
+}

@@ -1,0 +1,319 @@
+// Streaming request scanner: validates a client's RESP request stream against the limits and
+// decides which bytes may go to the backend. It follows Redis's processMultibulkBuffer and
+// processInlineBuffer grammar, checks every limit on the header (never buffering from a
+// declared length), and survives any chunk boundary. Pure: no sockets, no logging.
+//
+// Output: `feed(chunk, out)` appends to `out` the buffers to forward, in order. Complete
+// multibulk commands go out as views into the caller's chunk (zero copy). The bytes of an
+// incomplete command are held back (as views) until it completes, so a command rejected by a
+// later header never reaches the backend; a command whose held bytes pass HOLD_MAX_BYTES
+// (a large SET value, say) streams through instead, so memory stays bounded.
+
+import { encodeMultibulk, splitArgs } from './inline.js';
+import { expectedDollar, violation, type ProtocolViolation } from './replies.js';
+
+export interface ScannerLimits {
+  maxMultibulkLen: number;
+  maxBulkLen: number;
+  maxInlineLen: number;
+}
+
+/** Held-back bytes of one incomplete multibulk command before it starts streaming. */
+export const HOLD_MAX_BYTES = 64 * 1024;
+
+/** Redis refuses multibulk counts above INT_MAX whatever its configuration. */
+const INT_MAX = 2147483647;
+
+// Scanner states.
+const START = 0; // at a command boundary
+const MB_FIRST = 1; // after '*'
+const MB_DIGITS = 2;
+const MB_ZERO = 3; // "*0" seen: only CR may follow
+const MB_NEG_FIRST = 4; // "*-" seen
+const MB_NEG_DIGITS = 5;
+const MB_LF = 6;
+const BULK_DOLLAR = 7; // expecting '$'
+const BULK_FIRST = 8; // after '$'
+const BULK_DIGITS = 9;
+const BULK_ZERO = 10;
+const BULK_LF = 11;
+const BULK_BODY = 12;
+const BULK_CR = 13;
+const BULK_LF2 = 14;
+const INLINE = 15; // inside an inline line, looking for LF
+const FAILED = 16;
+
+/** Command names that make reply counting unreliable (replies no longer one per command). */
+const UNCOUNTABLE_NAMES = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monitor']);
+
+export class RequestScanner {
+  /** Complete commands accepted so far (commands that expect a reply; `*0` and blank lines are not). */
+  commands = 0;
+  /** Set when the stream broke a limit or the grammar; nothing more is accepted after it. */
+  error: ProtocolViolation | null = null;
+  /** Set once the client issued SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR. */
+  subscribeSeen = false;
+
+  private readonly maxMultibulk: number;
+  private readonly maxBulk: number;
+  private readonly maxInline: number;
+
+  private state = START;
+  private acc = 0; // the number being read, or the element count while reading elements
+  private elemsLeft = 0;
+  private elemIndex = 0; // elements done in the current command
+  private bulkLeft = 0;
+  private negDigits = ''; // only for "*-N", which Redis accepts and ignores
+  private streaming = false; // the current command's first bytes already went out
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+
+  constructor(limits: ScannerLimits) {
+    this.maxMultibulk = Math.min(limits.maxMultibulkLen, INT_MAX);
+    this.maxBulk = limits.maxBulkLen;
+    this.maxInline = limits.maxInlineLen;
+  }
+
+  /** True while a command has started but not finished (bytes held or streaming). */
+  get midCommand(): boolean {
+    return this.state !== START && this.state !== FAILED;
+  }
+
+  feed(chunk: Buffer, out: Buffer[]): void {
+    if (this.state === FAILED) return;
+    const n = chunk.length;
+    const maxMb = this.maxMultibulk;
+    const maxBulk = this.maxBulk;
+    let state = this.state;
+    let acc = this.acc;
+    let elemsLeft = this.elemsLeft;
+    let bulkLeft = this.bulkLeft;
+    let commands = this.commands;
+    let i = 0;
+    let emitStart = 0; // first byte of this chunk not yet forwarded
+    let cmdStart = 0; // where the current command began in this chunk (0 if in an earlier one)
+
+    while (i < n) {
+      switch (state) {
+        case START:
+          cmdStart = i;
+          if (chunk[i] === 42 /* * */) {
+            state = MB_FIRST;
+            i++;
+          } else {
+            state = INLINE;
+          }
+          break;
+        case MB_FIRST: {
+          const c = chunk[i++]!;
+          if (c >= 49 && c <= 57) {
+            acc = c - 48;
+            if (acc > maxMb) return this.fail(violation('invalid_multibulk_length', 'max_multibulk_len'), chunk, out, emitStart, cmdStart, commands);
+            state = MB_DIGITS;
+          } else if (c === 48) {
+            acc = 0;
+            state = MB_ZERO;
+          } else if (c === 45 /* - */) {
+            state = MB_NEG_FIRST;
+          } else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          break;
+        }
+        case MB_DIGITS: {
+          const c = chunk[i++]!;
+          if (c >= 48 && c <= 57) {
+            acc = acc * 10 + (c - 48);
+            if (acc > maxMb) return this.fail(violation('invalid_multibulk_length', 'max_multibulk_len'), chunk, out, emitStart, cmdStart, commands);
+          } else if (c === 13) state = MB_LF;
+          else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          break;
+        }
+        case MB_ZERO:
+        case BULK_ZERO: {
+          if (chunk[i++] !== 13) {
+            const v = state === MB_ZERO ? violation('invalid_multibulk_length', 'syntax') : violation('invalid_bulk_length', 'syntax');
+            return this.fail(v, chunk, out, emitStart, cmdStart, commands);
+          }
+          state = state === MB_ZERO ? MB_LF : BULK_LF;
+          break;
+        }
+        case MB_NEG_FIRST:
+        case MB_NEG_DIGITS: {
+          const c = chunk[i++]!;
+          if (c >= 48 && c <= 57 && !(state === MB_NEG_FIRST && c === 48) && this.negDigits.length < 19) {
+            this.negDigits += String.fromCharCode(c);
+            state = MB_NEG_DIGITS;
+          } else if (c === 13 && state === MB_NEG_DIGITS && BigInt(this.negDigits) <= 9223372036854775808n) {
+            acc = -1;
+            state = MB_LF;
+          } else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          break;
+        }
+        case MB_LF:
+          if (chunk[i++] !== 10) return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          if (acc <= 0) {
+            // "*0" and "*-N": Redis consumes them without a reply. Nothing to forward.
+            this.negDigits = '';
+            if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
+            this.dropHeld();
+            emitStart = i;
+            state = START;
+          } else {
+            elemsLeft = acc;
+            this.elemIndex = 0;
+            state = BULK_DOLLAR;
+          }
+          break;
+        case BULK_DOLLAR: {
+          const c = chunk[i++]!;
+          if (c !== 36 /* $ */) return this.fail(expectedDollar(c), chunk, out, emitStart, cmdStart, commands);
+          state = BULK_FIRST;
+          break;
+        }
+        case BULK_FIRST: {
+          const c = chunk[i++]!;
+          if (c >= 49 && c <= 57) {
+            acc = c - 48;
+            if (acc > maxBulk) return this.fail(violation('invalid_bulk_length', 'max_bulk_len'), chunk, out, emitStart, cmdStart, commands);
+            state = BULK_DIGITS;
+          } else if (c === 48) {
+            acc = 0;
+            state = BULK_ZERO;
+          } else return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          break;
+        }
+        case BULK_DIGITS: {
+          const c = chunk[i++]!;
+          if (c >= 48 && c <= 57) {
+            acc = acc * 10 + (c - 48);
+            if (acc > maxBulk) return this.fail(violation('invalid_bulk_length', 'max_bulk_len'), chunk, out, emitStart, cmdStart, commands);
+          } else if (c === 13) state = BULK_LF;
+          else return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          break;
+        }
+        case BULK_LF:
+          if (chunk[i++] !== 10) return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          if (this.elemIndex === 0 && acc >= 7 && acc <= 10 && i + acc <= n) this.noteCommandName(chunk, i, acc);
+          bulkLeft = acc;
+          state = acc === 0 ? BULK_CR : BULK_BODY;
+          break;
+        case BULK_BODY: {
+          const avail = n - i;
+          if (avail < bulkLeft) {
+            bulkLeft -= avail;
+            i = n;
+          } else {
+            i += bulkLeft;
+            bulkLeft = 0;
+            state = BULK_CR;
+          }
+          break;
+        }
+        case BULK_CR:
+          if (chunk[i++] !== 13) return this.fail(violation('bulk_not_crlf', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          state = BULK_LF2;
+          break;
+        case BULK_LF2:
+          if (chunk[i++] !== 10) return this.fail(violation('bulk_not_crlf', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          this.elemIndex++;
+          if (--elemsLeft === 0) {
+            commands++;
+            state = START;
+            if (this.heldBytes > 0) this.flushHeld(out);
+            this.streaming = false;
+          } else state = BULK_DOLLAR;
+          break;
+        case INLINE: {
+          const lf = chunk.indexOf(10, i);
+          if (lf === -1) {
+            if (this.heldBytes + (n - cmdStart) > this.maxInline + 1) {
+              return this.fail(violation('too_big_inline', 'max_inline_len'), chunk, out, emitStart, cmdStart, commands);
+            }
+            i = n;
+            break;
+          }
+          // The whole line is here: [cmdStart, lf] of this chunk, after any held bytes.
+          const line = this.heldBytes > 0 ? Buffer.concat([...this.held, chunk.subarray(0, lf)]) : chunk.subarray(cmdStart, lf);
+          const v = this.inlineLine(line, out, chunk, emitStart, cmdStart);
+          if (v !== null) return this.fail(v, chunk, out, emitStart, cmdStart, commands);
+          if (this.lastInlineArgs > 0) commands++;
+          i = lf + 1;
+          emitStart = i;
+          state = START;
+          break;
+        }
+        default:
+          return;
+      }
+    }
+
+    // End of chunk: forward what is complete, hold or stream the rest.
+    if (state !== START && !this.streaming) {
+      const part = n - cmdStart;
+      if (state !== INLINE && this.heldBytes + part > HOLD_MAX_BYTES) {
+        this.flushHeld(out);
+        if (n > emitStart) out.push(chunk.subarray(emitStart));
+        this.streaming = true;
+      } else {
+        if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
+        if (part > 0) {
+          this.held.push(chunk.subarray(cmdStart));
+          this.heldBytes += part;
+        }
+      }
+    } else if (n > emitStart) {
+      out.push(emitStart === 0 ? chunk : chunk.subarray(emitStart));
+    }
+    this.state = state;
+    this.acc = acc;
+    this.elemsLeft = elemsLeft;
+    this.bulkLeft = bulkLeft;
+    this.commands = commands;
+  }
+
+  private lastInlineArgs = 0;
+
+  /** Handle one complete inline line (without its LF). Returns a violation, or null. */
+  private inlineLine(line: Buffer, out: Buffer[], chunk: Buffer, emitStart: number, cmdStart: number): ProtocolViolation | null {
+    let end = line.length;
+    if (end > 0 && line[end - 1] === 13) end--; // "\r\n" ends the line too
+    // Redis looks for the LF with strchr(), which stops at a NUL: it would wait for more input
+    // until its 64 KiB inline buffer overflows. We answer with that final error at once.
+    if (end > this.maxInline || line.subarray(0, end).includes(0)) return violation('too_big_inline', 'max_inline_len');
+    const args = splitArgs(line, 0, end);
+    if (args === null) return violation('unbalanced_quotes', 'syntax');
+    if (args.length > this.maxMultibulk) return violation('invalid_multibulk_length', 'max_multibulk_len');
+    for (const a of args) if (a.length > this.maxBulk) return violation('invalid_bulk_length', 'max_bulk_len');
+    if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
+    this.dropHeld();
+    this.lastInlineArgs = args.length;
+    if (args.length > 0) {
+      if (UNCOUNTABLE_NAMES.has(args[0]!.toString('latin1').toLowerCase())) this.subscribeSeen = true;
+      out.push(encodeMultibulk(args));
+    }
+    return null;
+  }
+
+  private noteCommandName(chunk: Buffer, at: number, len: number): void {
+    if (UNCOUNTABLE_NAMES.has(chunk.toString('latin1', at, at + len).toLowerCase())) this.subscribeSeen = true;
+  }
+
+  /** Record a violation; forward the complete commands before it and nothing of the offender. */
+  private fail(v: ProtocolViolation, chunk: Buffer, out: Buffer[], emitStart: number, cmdStart: number, commands: number): void {
+    if (!this.streaming && cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
+    this.dropHeld();
+    this.error = v;
+    this.commands = commands;
+    this.state = FAILED;
+  }
+
+  private flushHeld(out: Buffer[]): void {
+    for (const b of this.held) out.push(b);
+    this.dropHeld();
+  }
+
+  private dropHeld(): void {
+    if (this.heldBytes === 0 && this.held.length === 0) return;
+    this.held = [];
+    this.heldBytes = 0;
+  }
+}
