@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+// Command line: argument parsing, --check, stats, exit codes. Everything else lives in main.ts.
+//
+// Exit status: 0 ok; 1 runtime failure (proxy crashed, admin endpoint unreachable);
+// 2 usage error or configuration problems. Problems and usage errors go to stderr, one per line.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ensureDevCertificate } from './config/devcert.js';
+import { ConfigError, checkConfigFile, loadConfigFile } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { createLogger } from './observability/logger.js';
+
+const CONFIG_ENV = 'RESP_TLS_PROXY_CONFIG';
+const DEFAULT_ADMIN = 'http://127.0.0.1:9180';
+
+const USAGE = `Usage:
+  resp-tls-proxy --config FILE            run the proxy (FILE may come from $${CONFIG_ENV})
+  resp-tls-proxy --config FILE --check    validate the config and its certificate files, then exit
+  resp-tls-proxy stats [--admin URL]      client closes by reason and mode, from a running
+                                          proxy's admin /metrics (default ${DEFAULT_ADMIN})
+  resp-tls-proxy --version | --help
+
+Exit status: 0 ok, 1 runtime failure, 2 usage error or configuration problems.
+`;
+
+class UsageError extends Error {
+  readonly code = 'ERR_USAGE';
+}
+
+function packageVersion(): string {
+  // dist/cli.js → ../package.json; walk up so the compiled tests (dist-test/src/cli.js) work too.
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'resp-tls-proxy' && pkg.version) return pkg.version;
+    } catch {
+      // no package.json here; keep looking
+    }
+    const parent = path.dirname(dir);
+    if (parent === dir) return 'unknown';
+    dir = parent;
+  }
+}
+
+function printProblems(problems: readonly string[]): void {
+  process.stderr.write(problems.map((p) => `${p}\n`).join(''));
+}
+
+async function stats(admin: string): Promise<number> {
+  const { AdminUnreachableError, fetchCloseCounts, formatCloseTable, metricsUrl } = await import('./admin/stats.js');
+  try {
+    metricsUrl(admin);
+  } catch {
+    throw new UsageError(`--admin: not an http(s) URL: ${admin}`);
+  }
+  try {
+    process.stdout.write(formatCloseTable(await fetchCloseCounts(admin)));
+    return 0;
+  } catch (err) {
+    if (!(err instanceof AdminUnreachableError)) throw err;
+    process.stderr.write(`resp-tls-proxy stats: ${err.message}\n`);
+    return 1;
+  }
+}
+
+async function run(configFile: string): Promise<number> {
+  let config: Config;
+  try {
+    config = loadConfigFile(configFile);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    printProblems(err.problems);
+    return 2;
+  }
+  // A logger only if there is something to say; main.ts makes its own.
+  await ensureDevCertificate(config, { warn: (obj, msg) => createLogger(config.log.level).warn(obj, msg) });
+  // Loaded only here, so --check, --version and stats do not pay for the whole proxy.
+  const { runProxy } = await import('./main.js');
+  await runProxy(config, path.resolve(configFile));
+  return 0;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      check: { type: 'boolean' },
+      admin: { type: 'string' },
+      version: { type: 'boolean', short: 'v' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`${packageVersion()}\n`);
+    return 0;
+  }
+
+  const [command, ...rest] = positionals;
+  if (command === 'stats') {
+    if (rest.length > 0) throw new UsageError(`unexpected argument: ${rest[0]}`);
+    if (values.config !== undefined || values.check) throw new UsageError('stats takes only --admin');
+    return stats(values.admin ?? DEFAULT_ADMIN);
+  }
+  if (command !== undefined) throw new UsageError(`unknown command: ${command}`);
+  if (values.admin !== undefined) throw new UsageError('--admin belongs to the stats command');
+
+  const configFile = values.config ?? process.env[CONFIG_ENV];
+  if (!configFile) throw new UsageError(`no configuration file: pass --config FILE or set ${CONFIG_ENV}`);
+
+  if (values.check) {
+    const problems = await checkConfigFile(configFile);
+    if (problems.length > 0) {
+      printProblems(problems);
+      return 2;
+    }
+    process.stdout.write('config ok\n');
+    return 0;
+  }
+  return run(configFile);
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} catch (err) {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
+    process.stderr.write(`resp-tls-proxy: ${(err as Error).message}\n\n${USAGE}`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`resp-tls-proxy: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

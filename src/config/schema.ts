@@ -1,0 +1,134 @@
+// The one definition of the configuration file. Types come from z.infer, config/schema.json is
+// generated from it (scripts/gen-schema.mjs), and config/default.yaml spells out its defaults.
+// Keys are snake_case, exactly as written in YAML. Every object is strict: an unknown key is an
+// error, never silently ignored.
+import * as z from 'zod';
+
+const POSITIVE = 'must be a positive integer';
+const NON_NEGATIVE = 'must be a non-negative integer';
+const PORT = 'must be an integer from 0 to 65535';
+
+const positiveInt = () => z.int({ error: POSITIVE }).min(1, { error: POSITIVE });
+const nonNegativeInt = () => z.int({ error: NON_NEGATIVE }).min(0, { error: NON_NEGATIVE });
+// 0 is allowed: the OS picks a free port (tests rely on it).
+const port = () => z.int({ error: PORT }).min(0, { error: PORT }).max(65535, { error: PORT });
+const host = () => z.string().min(1, { error: 'must not be empty' });
+const filePath = () => z.string().min(1, { error: 'must not be empty' });
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
+  z.enum(values, { error: `must be one of ${values.join(', ')}` });
+
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+// `.prefault({})` (not `.default({})`) so an omitted section is parsed as `{}` and gets the
+// defaults of its keys, and so the section stays optional in the generated JSON Schema.
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .strictObject({
+        host: host().default('127.0.0.1').describe('Address the TLS listener binds to.'),
+        port: port().default(6380).describe('TCP port of the TLS listener (0 = any free port).'),
+      })
+      .prefault({})
+      .describe('Where clients connect (TLS).'),
+
+    tls: z
+      .strictObject({
+        cert_file: filePath().describe(
+          "PEM certificate (chain) served to clients. Relative paths resolve against the config file's folder.",
+        ),
+        key_file: filePath().describe(
+          "PEM private key of cert_file. Relative paths resolve against the config file's folder.",
+        ),
+        ca_file: filePath()
+          .nullable()
+          .default(null)
+          .describe('When set, clients must present a certificate signed by this CA (mutual TLS).'),
+        min_version: oneOf(TLS_VERSIONS).default('TLSv1.2').describe('Lowest TLS version accepted.'),
+        handshake_timeout_ms: positiveInt()
+          .default(10000)
+          .describe('Close a client that has not finished the TLS handshake within this time.'),
+        self_signed_if_missing: z
+          .boolean()
+          .default(false)
+          .describe(
+            'When cert_file or key_file is missing, generate a self-signed development certificate there. Never in production.',
+          ),
+      })
+      .describe('TLS towards clients. cert_file and key_file are required.'),
+
+    backend: z
+      .strictObject({
+        host: host().default('127.0.0.1').describe('Redis/Valkey/Dragonfly/KeyDB host.'),
+        port: port().default(6379).describe('Backend TCP port (plaintext).'),
+        connect_timeout_ms: positiveInt().default(3000).describe('Give up connecting to the backend after this time.'),
+      })
+      .prefault({})
+      .describe('The one backend every client connection is forwarded to (1:1).'),
+
+    limits: z
+      .strictObject({
+        max_multibulk_len: positiveInt()
+          .default(1048576)
+          .describe('Most elements in one request array; inline commands count their arguments too.'),
+        max_bulk_len: positiveInt().default(536870912).describe('Most bytes in one bulk string (proto-max-bulk-len).'),
+        max_inline_len: positiveInt().default(65536).describe('Most bytes in one inline command line.'),
+        max_clients: positiveInt().default(10000).describe('Most concurrent client connections.'),
+        idle_timeout_ms: nonNegativeInt().default(0).describe('Close a client idle this long; 0 = never.'),
+      })
+      .prefault({})
+      .describe('Protocol limits enforced before a command reaches the backend.'),
+
+    close: z
+      .strictObject({
+        drain_timeout_ms: positiveInt().default(5000).describe('How long to keep draining a closing client.'),
+        drain_max_bytes: positiveInt().default(67108864).describe('Stop draining after discarding this many bytes.'),
+      })
+      .prefault({})
+      .describe('The orderly close of a client connection.'),
+
+    shutdown: z
+      .strictObject({
+        grace_ms: positiveInt()
+          .default(10000)
+          .describe('On SIGTERM/SIGINT, let clients finish for this long before closing them.'),
+      })
+      .prefault({})
+      .describe('Graceful shutdown.'),
+
+    workers: nonNegativeInt().default(1).describe('Accepting processes; 0 = one per CPU.'),
+
+    admin: z
+      .strictObject({
+        host: host().default('127.0.0.1').describe('Address of the admin HTTP server.'),
+        port: port().default(9180).describe('Port of the admin HTTP server (/metrics, /healthz, /readyz).'),
+      })
+      .prefault({})
+      .describe('Admin HTTP server.'),
+
+    log: z
+      .strictObject({
+        level: oneOf(LOG_LEVELS).default('info').describe('Log level.'),
+      })
+      .prefault({})
+      .describe('Logging.'),
+  })
+  .meta({
+    title: 'resp-tls-proxy configuration',
+    description: 'Configuration file of resp-tls-proxy, a TLS-terminating reverse proxy for the Redis protocol.',
+  });
+
+/** What the YAML file may contain (every default optional). */
+export type ConfigInput = z.input<typeof configSchema>;
+/** The validated configuration, every default applied. */
+export type Config = z.infer<typeof configSchema>;
+
+/** The JSON Schema of the file as written (input side: keys with defaults are optional). */
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(configSchema, { io: 'input', target: 'draft-7' }) as Record<string, unknown>;
+}
+
+/** Exactly the text of config/schema.json. */
+export function renderConfigJsonSchema(): string {
+  return `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
+}

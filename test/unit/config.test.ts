@@ -1,0 +1,352 @@
+import assert from 'node:assert/strict';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { createSelfSignedCertificate, ensureDevCertificate } from '../../src/config/devcert.js';
+import { ConfigError, checkConfigFile, loadConfigFile, parseConfigText } from '../../src/config/load.js';
+import { configSchema, renderConfigJsonSchema } from '../../src/config/schema.js';
+
+const repoRoot = new URL('../../../', import.meta.url);
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'resp-tls-proxy-config-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function writeTmp(name: string, text: string): Promise<string> {
+  const file = path.join(dir, name);
+  await writeFile(file, text);
+  return file;
+}
+
+/** A certificate and key written under the temp dir; returns the paths. */
+async function writePair(prefix: string, validity?: { notBefore?: Date; notAfter?: Date }) {
+  const { certPem, keyPem } = await createSelfSignedCertificate(validity);
+  return { cert: await writeTmp(`${prefix}.crt`, certPem), key: await writeTmp(`${prefix}.key`, keyPem) };
+}
+
+const MINIMAL = 'tls:\n  cert_file: tls.crt\n  key_file: tls.key\n';
+
+describe('parseConfigText', () => {
+  it('applies every default when only the tls files are given', () => {
+    const { config, problems } = parseConfigText(MINIMAL, 'proxy.yaml');
+    assert.deepEqual(problems, []);
+    assert.deepEqual(config, {
+      listen: { host: '127.0.0.1', port: 6380 },
+      tls: {
+        cert_file: 'tls.crt',
+        key_file: 'tls.key',
+        ca_file: null,
+        min_version: 'TLSv1.2',
+        handshake_timeout_ms: 10000,
+        self_signed_if_missing: false,
+      },
+      backend: { host: '127.0.0.1', port: 6379, connect_timeout_ms: 3000 },
+      limits: {
+        max_multibulk_len: 1048576,
+        max_bulk_len: 536870912,
+        max_inline_len: 65536,
+        max_clients: 10000,
+        idle_timeout_ms: 0,
+      },
+      close: { drain_timeout_ms: 5000, drain_max_bytes: 67108864 },
+      shutdown: { grace_ms: 10000 },
+      workers: 1,
+      admin: { host: '127.0.0.1', port: 9180 },
+      log: { level: 'info' },
+    });
+  });
+
+  it('keeps the values of a complete, valid file', () => {
+    const text = [
+      'listen: { host: 0.0.0.0, port: 0 }',
+      'tls:',
+      '  cert_file: /etc/proxy/tls.crt',
+      '  key_file: /etc/proxy/tls.key',
+      '  ca_file: /etc/proxy/ca.crt',
+      '  min_version: TLSv1.3',
+      '  handshake_timeout_ms: 2000',
+      'backend: { host: redis.internal, port: 6379, connect_timeout_ms: 500 }',
+      'limits: { max_multibulk_len: 1024, max_bulk_len: 1048576, max_inline_len: 4096, max_clients: 10, idle_timeout_ms: 60000 }',
+      'close: { drain_timeout_ms: 100, drain_max_bytes: 1024 }',
+      'shutdown: { grace_ms: 1 }',
+      'workers: 0',
+      'admin: { host: 127.0.0.1, port: 0 }',
+      'log: { level: silent }',
+    ].join('\n');
+    const { config, problems } = parseConfigText(text, 'proxy.yaml');
+    assert.deepEqual(problems, []);
+    assert.equal(config?.listen.port, 0);
+    assert.equal(config?.tls.ca_file, '/etc/proxy/ca.crt');
+    assert.equal(config?.tls.min_version, 'TLSv1.3');
+    assert.equal(config?.limits.idle_timeout_ms, 60000);
+    assert.equal(config?.workers, 0);
+    assert.equal(config?.log.level, 'silent');
+  });
+
+  it('reports every problem, each with its file, line and dotted key', () => {
+    const text = [
+      'tls:', //                        1
+      '  cert_file: tls.crt', //        2
+      'limits:', //                     3
+      '  max_bulk_len: -5', //          4
+      '  max_bulk_lne: 10', //          5
+      '  key_file: tls.key', //         6 (wrong section: unknown here, and missing from tls)
+      'listen: { port: 70000 }', //     7
+      'workers: 1.5', //                8
+      'log: { level: loud }', //        9
+    ].join('\n');
+    const { config, problems } = parseConfigText(text, 'proxy.yaml');
+    assert.equal(config, null);
+    assert.deepEqual(problems, [
+      'proxy.yaml:1: tls.key_file: is required',
+      'proxy.yaml:4: limits.max_bulk_len: must be a positive integer',
+      'proxy.yaml:5: limits.max_bulk_lne: unknown key',
+      'proxy.yaml:6: limits.key_file: unknown key',
+      'proxy.yaml:7: listen.port: must be an integer from 0 to 65535',
+      'proxy.yaml:8: workers: must be a non-negative integer',
+      'proxy.yaml:9: log.level: must be one of fatal, error, warn, info, debug, trace, silent',
+    ]);
+  });
+
+  it('names the allowed TLS versions, and rejects non-integers and a negative idle timeout', () => {
+    const text = `${MINIMAL}  min_version: TLSv1.1\nlimits:\n  idle_timeout_ms: -1\n  max_clients: many\n`;
+    assert.deepEqual(parseConfigText(text, 'p.yaml').problems, [
+      'p.yaml:4: tls.min_version: must be one of TLSv1.2, TLSv1.3',
+      'p.yaml:6: limits.idle_timeout_ms: must be a non-negative integer',
+      'p.yaml:7: limits.max_clients: must be a positive integer',
+    ]);
+  });
+
+  it('reports an unknown top-level key and a section that is not a mapping', () => {
+    const text = `${MINIMAL}listn: {}\nadmin: 9180\n`;
+    assert.deepEqual(parseConfigText(text, 'p.yaml').problems, [
+      'p.yaml:4: listn: unknown key',
+      'p.yaml:5: admin: must be a mapping',
+    ]);
+  });
+
+  it('reports a YAML syntax error with its line', () => {
+    const { config, problems } = parseConfigText(`${MINIMAL}limits:\n  max_bulk_len: [1, 2\n`, 'p.yaml');
+    assert.equal(config, null);
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^p\.yaml:\d+: YAML syntax error: /);
+    assert.match(problems[0]!, /^p\.yaml:(5|6):/);
+  });
+
+  it('reports duplicate keys', () => {
+    const { problems } = parseConfigText(`${MINIMAL}workers: 1\nworkers: 2\n`, 'p.yaml');
+    assert.deepEqual(problems, ['p.yaml:5: YAML syntax error: map keys must be unique']);
+  });
+
+  it('reports a missing tls.cert_file at the line of tls, and a missing tls at line 1', () => {
+    assert.deepEqual(parseConfigText('workers: 1\ntls:\n  key_file: k\n', 'p.yaml').problems, [
+      'p.yaml:2: tls.cert_file: is required',
+    ]);
+    assert.deepEqual(parseConfigText('workers: 1\n', 'p.yaml').problems, ['p.yaml:1: tls: is required']);
+    assert.deepEqual(parseConfigText('', 'p.yaml').problems, ['p.yaml:1: tls: is required']);
+  });
+
+  it('treats an empty tls.cert_file as a problem', () => {
+    assert.deepEqual(parseConfigText('tls:\n  key_file: k\n  cert_file:\n', 'p.yaml').problems, [
+      'p.yaml:3: tls.cert_file: must be a string',
+    ]);
+  });
+});
+
+describe('config/default.yaml and config/schema.json', () => {
+  it('default.yaml is valid, points the editor at the schema and spells out the schema defaults', async () => {
+    const text = await readFile(new URL('config/default.yaml', repoRoot), 'utf8');
+    assert.equal(text.split('\n')[0], '# yaml-language-server: $schema=./schema.json');
+    const { config, problems } = parseConfigText(text, 'default.yaml');
+    assert.deepEqual(problems, []);
+    const expected = configSchema.parse({
+      tls: { cert_file: 'dev/tls.crt', key_file: 'dev/tls.key', self_signed_if_missing: true },
+    });
+    assert.deepEqual(config, expected);
+  });
+
+  it('the committed schema.json is what the zod schema generates (npm run schema)', async () => {
+    const committed = await readFile(new URL('config/schema.json', repoRoot), 'utf8');
+    assert.equal(committed, renderConfigJsonSchema());
+  });
+
+  it('schema.json requires only tls.cert_file and tls.key_file and forbids unknown keys', () => {
+    const schema = JSON.parse(renderConfigJsonSchema()) as {
+      required: string[];
+      additionalProperties: boolean;
+      properties: Record<string, { required?: string[]; additionalProperties?: boolean }>;
+    };
+    assert.deepEqual(schema.required, ['tls']);
+    assert.equal(schema.additionalProperties, false);
+    assert.deepEqual(schema.properties.tls?.required, ['cert_file', 'key_file']);
+    for (const [name, section] of Object.entries(schema.properties)) {
+      if (name === 'tls') continue;
+      assert.equal(section.required, undefined, name);
+    }
+  });
+});
+
+describe('loadConfigFile', () => {
+  it('resolves tls paths against the folder of the config file', async () => {
+    const file = await writeTmp('relative.yaml', `${MINIMAL}  ca_file: ../ca/ca.crt\n`);
+    const config = loadConfigFile(file);
+    assert.equal(config.tls.cert_file, path.join(dir, 'tls.crt'));
+    assert.equal(config.tls.key_file, path.join(dir, 'tls.key'));
+    assert.equal(config.tls.ca_file, path.join(path.dirname(dir), 'ca', 'ca.crt'));
+  });
+
+  it('keeps absolute paths as they are', async () => {
+    const file = await writeTmp('absolute.yaml', 'tls: { cert_file: /etc/a.crt, key_file: /etc/a.key }\n');
+    const config = loadConfigFile(file);
+    assert.equal(config.tls.cert_file, '/etc/a.crt');
+    assert.equal(config.tls.ca_file, null);
+  });
+
+  it('throws ConfigError (ERR_CONFIG) listing every problem, labelled with the path as given', async () => {
+    const file = await writeTmp('bad.yaml', `${MINIMAL}limits:\n  max_bulk_len: 0\nbogus: 1\n`);
+    assert.throws(
+      () => loadConfigFile(file),
+      (err: unknown) => {
+        assert.ok(err instanceof ConfigError);
+        assert.equal(err.code, 'ERR_CONFIG');
+        assert.deepEqual(err.problems, [
+          `${file}:5: limits.max_bulk_len: must be a positive integer`,
+          `${file}:6: bogus: unknown key`,
+        ]);
+        return true;
+      },
+    );
+  });
+
+  it('throws ConfigError for a file it cannot read', () => {
+    const file = path.join(dir, 'nope.yaml');
+    assert.throws(() => loadConfigFile(file), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.problems[0]!, /nope\.yaml: cannot read the configuration file: ENOENT/);
+      return true;
+    });
+  });
+});
+
+describe('checkConfigFile', () => {
+  it('passes a valid file with a matching certificate and key', async () => {
+    await writePair('good');
+    const file = await writeTmp('good.yaml', 'tls:\n  cert_file: good.crt\n  key_file: good.key\n');
+    assert.deepEqual(await checkConfigFile(file), []);
+  });
+
+  it('names tls.key_file, at its line, when the key does not match the certificate', async () => {
+    const a = await writePair('pair-a');
+    const b = await writePair('pair-b');
+    const file = await writeTmp('mismatch.yaml', `workers: 1\ntls:\n  cert_file: ${a.cert}\n  key_file: ${b.key}\n`);
+    assert.deepEqual(await checkConfigFile(file), [
+      `${file}:4: tls.key_file: ${b.key} does not match the certificate in tls.cert_file`,
+    ]);
+  });
+
+  it('reports unreadable and unparsable files at the line of their key', async () => {
+    const garbage = await writeTmp('garbage.pem', 'not a pem\n');
+    const file = await writeTmp(
+      'unreadable.yaml',
+      `tls:\n  cert_file: missing.crt\n  key_file: ${garbage}\n  ca_file: ${garbage}\n`,
+    );
+    const problems = await checkConfigFile(file);
+    assert.equal(problems.length, 3);
+    assert.match(problems[0]!, new RegExp(`^${file}:2: tls\\.cert_file: cannot read .*missing\\.crt: ENOENT`));
+    assert.match(problems[1]!, new RegExp(`^${file}:3: tls\\.key_file: .*garbage\\.pem is not a valid PEM private key`));
+    assert.equal(problems[2], `${file}:4: tls.ca_file: ${garbage} holds no PEM certificate`);
+  });
+
+  it('reports an expired certificate', async () => {
+    const old = await writePair('expired', {
+      notBefore: new Date(Date.now() - 10 * 86_400_000),
+      notAfter: new Date(Date.now() - 86_400_000),
+    });
+    const file = await writeTmp('expired.yaml', `tls:\n  cert_file: ${old.cert}\n  key_file: ${old.key}\n`);
+    const problems = await checkConfigFile(file);
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, new RegExp(`^${file}:2: tls\\.cert_file: certificate expired on `));
+  });
+
+  it('accepts a valid CA file', async () => {
+    const server = await writePair('ca-server');
+    const ca = await writePair('ca-ca');
+    const file = await writeTmp('ca.yaml', `tls:\n  cert_file: ${server.cert}\n  key_file: ${server.key}\n  ca_file: ${ca.cert}\n`);
+    assert.deepEqual(await checkConfigFile(file), []);
+  });
+
+  it('does not count missing files as a problem when self_signed_if_missing is set', async () => {
+    const file = await writeTmp('selfsigned.yaml', 'tls:\n  cert_file: none/x.crt\n  key_file: none/x.key\n  self_signed_if_missing: true\n');
+    assert.deepEqual(await checkConfigFile(file), []);
+  });
+
+  it('returns the schema problems first, without touching the certificate files', async () => {
+    const file = await writeTmp('schema-bad.yaml', 'tls:\n  cert_file: missing.crt\n  key_file: missing.key\nworkers: -1\n');
+    assert.deepEqual(await checkConfigFile(file), [`${file}:4: workers: must be a non-negative integer`]);
+  });
+});
+
+describe('ensureDevCertificate', () => {
+  it('writes a matching self-signed pair that TLS accepts and a client can verify', async () => {
+    const file = await writeTmp('dev.yaml', 'tls:\n  cert_file: dev/tls.crt\n  key_file: dev/tls.key\n  self_signed_if_missing: true\n');
+    const config = loadConfigFile(file);
+    const warnings: string[] = [];
+    const generated = await ensureDevCertificate(config, { warn: (_obj, msg) => void warnings.push(msg) });
+    assert.equal(generated, true);
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0]!, /generated a self-signed development certificate at .*dev\/tls\.crt; do not use in production/);
+
+    const certPem = await readFile(config.tls.cert_file);
+    const keyPem = await readFile(config.tls.key_file);
+    assert.equal((await stat(config.tls.key_file)).mode & 0o777, 0o600);
+    assert.match(keyPem.toString(), /^-----BEGIN PRIVATE KEY-----/);
+    const cert = new X509Certificate(certPem);
+    assert.ok(cert.checkPrivateKey(createPrivateKey(keyPem)));
+    assert.equal(cert.subject, 'CN=localhost');
+    assert.match(cert.subjectAltName ?? '', /DNS:localhost/);
+    assert.match(cert.subjectAltName ?? '', /IP Address:127\.0\.0\.1/);
+    const days = (Date.parse(cert.validTo) - Date.parse(cert.validFrom)) / 86_400_000;
+    assert.ok(days >= 364 && days <= 366, `valid for ${days} days`);
+    assert.deepEqual(await checkConfigFile(file), []);
+
+    // A real handshake, the client verifying the certificate by name and by IP.
+    const server = tls.createServer({ cert: certPem, key: keyPem }, (socket) => socket.end('hi'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      for (const servername of ['localhost', undefined]) {
+        const reply = await new Promise<string>((resolve, reject) => {
+          const socket = tls.connect({ host: '127.0.0.1', port, ca: certPem, servername }, () => {
+            let data = '';
+            socket.setEncoding('utf8');
+            socket.on('data', (chunk: string) => (data += chunk));
+            socket.on('end', () => resolve(data));
+          });
+          socket.on('error', reject);
+        });
+        assert.equal(reply, 'hi');
+      }
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+
+    // Second call: both files exist, nothing to do.
+    assert.equal(await ensureDevCertificate(config), false);
+    assert.deepEqual(await readFile(config.tls.cert_file), certPem);
+  });
+
+  it('does nothing unless self_signed_if_missing is set', async () => {
+    const file = await writeTmp('nodev.yaml', 'tls:\n  cert_file: nodev/tls.crt\n  key_file: nodev/tls.key\n');
+    const config = loadConfigFile(file);
+    assert.equal(await ensureDevCertificate(config), false);
+    await assert.rejects(stat(config.tls.cert_file), { code: 'ENOENT' });
+  });
+});
