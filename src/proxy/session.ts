@@ -12,13 +12,13 @@
 //      passes or close.drain_max_bytes are discarded; then destroy().
 // Phases 2 and 4 give up after close.drain_timeout_ms without progress.
 
-import net from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { ReplyCounter } from '../resp/reply-counter.js';
 import { BACKEND_LOST_REPLY, MAX_CLIENTS_REPLY, backendUnavailableReply } from '../resp/replies.js';
 import { RequestScanner } from '../resp/scanner.js';
+import { BackendSocket } from './upstream.js';
 import { closeLogLevel, isPeerGone, type CloseMode, type CloseReason } from './close-reason.js';
 
 /** The part of the configuration one session uses; a session keeps the snapshot it started with. */
@@ -56,7 +56,7 @@ export class Session {
   private readonly scanner: RequestScanner;
   private readonly counter = new ReplyCounter();
   private readonly out: Buffer[] = [];
-  private backend: net.Socket | null = null;
+  private backend: BackendSocket | null = null;
   private backendConnected = false;
   private backendClosed = false;
   private backendEnded = false; // we half-closed it
@@ -101,7 +101,9 @@ export class Session {
       this.client.setTimeout(this.cfg.limits.idle_timeout_ms, () => this.onIdle());
     }
     const started = performance.now();
-    const backend = net.connect({ host: this.cfg.backend.host, port: this.cfg.backend.port, noDelay: true });
+    const backend = new BackendSocket();
+    backend.setNoDelay(true);
+    backend.connect({ host: this.cfg.backend.host, port: this.cfg.backend.port });
     this.backend = backend;
     this.connectTimer = setTimeout(() => {
       backend.destroy(Object.assign(new Error(`connect timeout after ${this.cfg.backend.connect_timeout_ms} ms`), { code: 'ETIMEDOUT' }));
@@ -116,6 +118,11 @@ export class Session {
       if (this.status === 'proxying') this.client.resume();
     });
     backend.on('error', (err: NodeJS.ErrnoException) => this.onBackendError(err));
+    // The backend closed while we were still writing: stop reading the client and relay what
+    // the backend still sends until its EOF or reset ends the connection ('close' below).
+    backend.on('writeFailed', () => {
+      if (this.status === 'proxying') this.client.pause();
+    });
     backend.on('close', () => this.onBackendClose());
   }
 

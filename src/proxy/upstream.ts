@@ -21,3 +21,40 @@ export function pingBackend(host: string, port: number, timeoutMs: number): Prom
     socket.on('close', () => done(false));
   });
 }
+
+type WriteCallback = (err?: Error | null) => void;
+
+/**
+ * The backend socket. A write that fails because the backend closed on us (EPIPE, ECONNRESET)
+ * does not destroy it, as it would a plain net.Socket: the backend's last replies (Redis's own
+ * error text, typically) may still wait in the kernel's receive buffer, and destroying the
+ * socket would throw them away. Such a write is dropped, later writes too, 'writeFailed' is
+ * emitted once, and the socket is read until the backend's EOF or reset arrives.
+ */
+export class BackendSocket extends net.Socket {
+  writeFailed: NodeJS.ErrnoException | null = null;
+
+  override _write(chunk: Buffer, encoding: BufferEncoding, cb: WriteCallback): void {
+    if (this.writeFailed !== null) return cb();
+    super._write(chunk, encoding, this.guard(cb));
+  }
+
+  override _writev(chunks: { chunk: Buffer; encoding: BufferEncoding }[], cb: WriteCallback): void {
+    if (this.writeFailed !== null) return cb();
+    super._writev!(chunks, this.guard(cb));
+  }
+
+  private guard(cb: WriteCallback): WriteCallback {
+    return (err) => {
+      const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
+      if (err && (code === 'EPIPE' || code === 'ECONNRESET')) {
+        if (this.writeFailed === null) {
+          this.writeFailed = err as NodeJS.ErrnoException;
+          this.emit('writeFailed', err);
+        }
+        return cb();
+      }
+      cb(err);
+    };
+  }
+}
