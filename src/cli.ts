@@ -3,14 +3,13 @@
 //
 // Exit status: 0 ok; 1 runtime failure (proxy crashed, admin endpoint unreachable);
 // 2 usage error or configuration problems. Problems and usage errors go to stderr, one per line.
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureDevCertificate } from './config/devcert.js';
 import { ConfigError, checkConfigFile, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
+import { packageVersion } from './version.js';
 
 const CONFIG_ENV = 'RESP_TLS_PROXY_CONFIG';
 const DEFAULT_ADMIN = 'http://127.0.0.1:9180';
@@ -29,21 +28,6 @@ class UsageError extends Error {
   readonly code = 'ERR_USAGE';
 }
 
-function packageVersion(): string {
-  // dist/cli.js → ../package.json; walk up so the compiled tests (dist-test/src/cli.js) work too.
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    try {
-      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'resp-tls-proxy' && pkg.version) return pkg.version;
-    } catch {
-      // no package.json here; keep looking
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return 'unknown';
-    dir = parent;
-  }
-}
 
 function printProblems(problems: readonly string[]): void {
   process.stderr.write(problems.map((p) => `${p}\n`).join(''));

@@ -1,8 +1,6 @@
 // Composition root: config → logger and metrics → listener and admin server → signals.
 import { watch, type FSWatcher } from 'node:fs';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { startAdmin, boundPort } from './admin/server.js';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -10,24 +8,11 @@ import { createLogger, type Logger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { Listener, loadTlsMaterial, type TlsMaterial } from './proxy/listener.js';
 import { pingBackend } from './proxy/upstream.js';
+import { packageVersion } from './version.js';
 
 const READY_PING_TIMEOUT_MS = 1000;
 const CERT_WATCH_DEBOUNCE_MS = 250;
 
-export function packageVersion(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    try {
-      const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'resp-tls-proxy' && pkg.version) return pkg.version;
-    } catch {
-      // keep looking
-    }
-    const parent = path.dirname(dir);
-    if (parent === dir) return 'unknown';
-    dir = parent;
-  }
-}
 
 /** Run the proxy until SIGTERM/SIGINT; the process exits 0 after an orderly shutdown. */
 export async function runProxy(config: Config, configPath: string): Promise<void> {
