@@ -17,6 +17,7 @@ import { freePorts, plainCommands, tlsPing, waitPlainReady, waitTlsReady } from 
 import {
   installExitHandlers,
   isAlive,
+  isStopping,
   run,
   sleep,
   spawnTracked,
@@ -580,6 +581,7 @@ async function main() {
   const results = Object.fromEntries(targets.map((t) => [t.id, Object.fromEntries(shapes.map((s) => [s.id, []]))]));
 
   async function ensureAlive(t) {
+    if (isStopping()) await new Promise(() => {}); // Ctrl-C: the signal handler stops everything and exits
     if (t.dead) return false;
     if (t.main.alive()) return true;
     warn(`bench: ${t.label} (pid ${t.main.pid}) has exited; restarting it once`);

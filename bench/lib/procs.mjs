@@ -5,9 +5,15 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 
 const live = new Map(); // pid -> { child, name }
+let stopping = false; // set on Ctrl-C: nothing new may be started after it
+
+export function isStopping() {
+  return stopping;
+}
 
 /** Spawn a long-running process whose output goes to logFile. */
 export function spawnTracked(name, cmd, args, { logFile, env, cwd } = {}) {
+  if (stopping) throw new Error('stopping: not starting anything new');
   const fd = fs.openSync(logFile, 'a');
   let child;
   try {
@@ -34,6 +40,10 @@ export function spawnTracked(name, cmd, args, { logFile, env, cwd } = {}) {
 
 /** Register a short-lived child started elsewhere (e.g. redis-benchmark) so Ctrl-C stops it too. */
 export function track(child, name) {
+  if (stopping && child.pid) {
+    killQuiet(child.pid, 'SIGKILL');
+    return child;
+  }
   if (!child.pid) return child;
   live.set(child.pid, { child, name });
   child.on('exit', () => live.delete(child.pid));
@@ -142,6 +152,8 @@ export function installExitHandlers(onSignal) {
   process.on('exit', killAllSync);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.on(sig, async () => {
+      if (stopping) return;
+      stopping = true;
       process.stderr.write(`\n${sig}: stopping everything the benchmark started...\n`);
       try {
         await onSignal?.();
