@@ -26,6 +26,8 @@ export interface StrictClientOptions {
   /** Write in TLS records of at most this many bytes, each flushed and followed by `chunkDelayMs`. */
   chunkSize?: number;
   chunkDelayMs?: number;
+  /** After the handshake, wait this long (still reading) before the first write. */
+  initialDelayMs?: number;
   /** After writing the payload: keep reading ('read', default), send close_notify, or shut TCP's write side without close_notify ('fin'). */
   afterWrite?: 'read' | 'close_notify' | 'fin';
   /** After the TLS stream ended, how long to wait for TCP's FIN (default 2 s). */
@@ -66,6 +68,7 @@ export async function strictClient(opts: StrictClientOptions): Promise<StrictCli
   args.push('--deadline-ms', String(deadlineMs));
   if (opts.chunkSize !== undefined) args.push('--chunk-size', String(opts.chunkSize));
   if (opts.chunkDelayMs !== undefined) args.push('--chunk-delay-ms', String(opts.chunkDelayMs));
+  if (opts.initialDelayMs !== undefined) args.push('--initial-delay-ms', String(opts.initialDelayMs));
   if (opts.afterWrite !== undefined) args.push('--after-write', opts.afterWrite);
   if (opts.finTimeoutMs !== undefined) args.push('--fin-timeout-ms', String(opts.finTimeoutMs));
 

@@ -50,6 +50,8 @@ def main():
                     help='... each flushed to the socket and followed by this pause')
     ap.add_argument('--after-write', choices=['read', 'close_notify', 'fin'], default='read',
                     help='after the payload: just read; send close_notify; or shut TCP write side (no close_notify)')
+    ap.add_argument('--initial-delay-ms', type=float, default=0,
+                    help='after the handshake, wait this long (still reading) before writing')
     ap.add_argument('--fin-timeout-ms', type=int, default=2000,
                     help='after the TLS stream ended, how long to wait for the TCP FIN')
     a = ap.parse_args()
@@ -194,7 +196,7 @@ def run(a, payload, res, t0):
     off = 0               # payload bytes handed to SSL
     write_done = total == 0
     after_write_sent = False
-    next_write_at = 0.0
+    next_write_at = time.monotonic() + a.initial_delay_ms / 1000.0 if a.initial_delay_ms > 0 else 0.0
     chunk = a.chunk_size if a.chunk_size > 0 else 65536
     delay = a.chunk_delay_ms / 1000.0
     answered_close_notify = False
