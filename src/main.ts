@@ -1,166 +1,210 @@
 // Composition root: config → logger and metrics → listener and admin server → signals.
-import { watch, type FSWatcher } from 'node:fs';
-import path from 'node:path';
-import { startAdmin, boundPort } from './admin/server.js';
-import { ConfigError, loadConfigFile } from './config/load.js';
+//
+// `workers: 1` runs everything in one process. With more (or 0 = one per CPU) the primary
+// process forks node:cluster workers that share the TLS listener; the primary serves the admin
+// endpoints, with /metrics summed across workers, forwards SIGHUP/SIGTERM/SIGINT to them and
+// replaces a worker that dies.
+import cluster, { type Worker } from 'node:cluster';
+import os from 'node:os';
+import { AggregatorRegistry, Counter, Registry } from 'prom-client';
+import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
-import { createMetrics, type Metrics } from './observability/metrics.js';
-import { Listener, loadTlsMaterial, type TlsMaterial } from './proxy/listener.js';
+import { PREFIX, createMetrics, type Metrics } from './observability/metrics.js';
+import { Listener, loadTlsMaterial } from './proxy/listener.js';
 import { pingBackend } from './proxy/upstream.js';
+import { Reloader } from './reload.js';
 import { packageVersion } from './version.js';
 
 const READY_PING_TIMEOUT_MS = 1000;
-const CERT_WATCH_DEBOUNCE_MS = 250;
+/** A worker that dies sooner than this after its start is replaced only after this delay. */
+const RESPAWN_BACKOFF_MS = 1000;
 
+type WorkerMessage = { type: 'listening'; port: number; host: string } | { type: 'draining' };
 
 /** Run the proxy until SIGTERM/SIGINT; the process exits 0 after an orderly shutdown. */
 export async function runProxy(config: Config, configPath: string): Promise<void> {
+  const workers = config.workers === 0 ? os.availableParallelism() : config.workers;
   const log = createLogger(config.log.level);
-  const version = packageVersion();
-  const metrics = createMetrics(version);
   process.on('uncaughtException', (err) => {
     log.fatal({ err: err.stack ?? String(err) }, 'uncaught exception; exiting');
     process.exit(1);
   });
+  if (workers <= 1) return runSingle(config, configPath, log);
+  if (cluster.isPrimary) return runPrimary(config, workers, log);
+  return runWorker(config, configPath, log.child({ worker: cluster.worker!.id }));
+}
 
+/** The serving half, the same in a single process and in a worker. */
+async function startServing(config: Config, configPath: string, metrics: Metrics, log: Logger) {
   const listener = new Listener(config, loadTlsMaterial(config.tls), metrics, log);
   const address = await listener.listen();
-  let draining = false;
-  let current = config;
+  const state = { current: config, draining: false };
+  const reloader = new Reloader(configPath, listener, metrics, log, (next) => {
+    state.current = next;
+  });
+  reloader.watchCertificates(config);
+  process.on('SIGHUP', () => reloader.reload('SIGHUP'));
+
+  const shutdown = async (signal: string, onDrain: () => void): Promise<void> => {
+    if (state.draining) {
+      log.warn({ signal }, 'second signal: closing every connection now');
+      await listener.closeAll();
+      return;
+    }
+    state.draining = true;
+    metrics.draining.set(1);
+    onDrain();
+    reloader.stop();
+    listener.stopAccepting();
+    const grace = state.current.shutdown.grace_ms;
+    log.info({ signal, active: listener.activeSessions, grace_ms: grace }, 'shutting down: not accepting, letting clients finish');
+    await listener.idle(grace);
+    await listener.closeAll();
+    log.info('shutdown complete');
+  };
+  return { listener, address, state, shutdown };
+}
+
+function readiness(state: { current: Config; draining: boolean }, listening: () => boolean): AdminHandlers['notReady'] {
+  return async () => {
+    if (state.draining) return 'shutting down';
+    if (!listening()) return 'not listening';
+    const { host, port } = state.current.backend;
+    return (await pingBackend(host, port, READY_PING_TIMEOUT_MS)) ? null : `backend ${host}:${port} does not answer PING`;
+  };
+}
+
+async function runSingle(config: Config, configPath: string, log: Logger): Promise<void> {
+  const version = packageVersion();
+  const metrics = createMetrics(version);
+  const serving = await startServing(config, configPath, metrics, log);
   const admin = await startAdmin(
     config.admin.host,
     config.admin.port,
     {
       metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-      notReady: async () => {
-        if (draining) return 'shutting down';
-        if (!listener.isAccepting) return 'not listening';
-        const ok = await pingBackend(current.backend.host, current.backend.port, READY_PING_TIMEOUT_MS);
-        return ok ? null : `backend ${current.backend.host}:${current.backend.port} does not answer PING`;
-      },
+      notReady: readiness(serving.state, () => serving.listener.isAccepting),
     },
     log,
   );
   log.info(
-    { port: address.port, host: address.address, admin_port: boundPort(admin), backend: `${config.backend.host}:${config.backend.port}`, version },
+    { port: serving.address.port, host: serving.address.address, admin_port: boundPort(admin), backend: backendOf(config), workers: 1, version },
     'listening',
   );
+  const onSignal = (signal: string): void => {
+    void serving.shutdown(signal, () => undefined).then(() => {
+      if (!serving.state.draining) return;
+      admin.close();
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+}
 
-  const reloader = new Reloader(configPath, listener, metrics, log, (next) => {
-    current = next;
+async function runWorker(config: Config, configPath: string, log: Logger): Promise<void> {
+  const metrics = createMetrics(packageVersion());
+  AggregatorRegistry.setRegistries([metrics.registry]);
+  new AggregatorRegistry(); // its constructor installs the worker's answer to the primary's metrics requests
+  const serving = await startServing(config, configPath, metrics, log);
+  send({ type: 'listening', port: serving.address.port, host: serving.address.address });
+  let exiting = false;
+  const onSignal = (signal: string): void => {
+    void serving.shutdown(signal, () => send({ type: 'draining' })).then(() => {
+      if (exiting) return;
+      exiting = true;
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  // A terminal's Ctrl-C reaches the whole process group; the primary forwards it as SIGTERM,
+  // so a worker ignores its own copy (else it would count as the second, "close now" signal).
+  process.on('SIGINT', () => undefined);
+}
+
+function send(message: WorkerMessage): void {
+  process.send?.(message);
+}
+
+async function runPrimary(config: Config, count: number, log: Logger): Promise<void> {
+  const aggregator = new AggregatorRegistry();
+  const own = new Registry();
+  const restarts = new Counter({
+    name: `${PREFIX}workers_restarted_total`,
+    help: 'Worker processes that died and were replaced.',
+    registers: [own],
   });
-  reloader.watchCertificates(config);
-  process.on('SIGHUP', () => reloader.reload('SIGHUP'));
+  restarts.inc(0);
+  const state = { current: config, draining: false };
+  const listening = new Set<number>();
+  const startedAt = new Map<number, number>();
+  let announced = false;
+  let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
 
-  const shutdown = async (signal: string): Promise<void> => {
-    if (draining) {
-      log.warn({ signal }, 'second signal: closing every connection now');
-      await listener.closeAll();
+  const fork = (): Worker => {
+    const w = cluster.fork();
+    startedAt.set(w.id, Date.now());
+    w.on('message', (msg: WorkerMessage) => {
+      if (msg.type === 'listening') {
+        listening.add(w.id);
+        if (!announced && admin !== null) {
+          announced = true;
+          log.info(
+            { port: msg.port, host: msg.host, admin_port: boundPort(admin), backend: backendOf(config), workers: count, version: packageVersion() },
+            'listening',
+          );
+        }
+      }
+    });
+    return w;
+  };
+
+  admin = await startAdmin(
+    config.admin.host,
+    config.admin.port,
+    {
+      metrics: async () => {
+        const workers = listening.size > 0 ? await aggregator.clusterMetrics() : '';
+        return { contentType: aggregator.contentType, body: `${workers}\n${await own.metrics()}` };
+      },
+      notReady: readiness(state, () => listening.size > 0),
+    },
+    log,
+  );
+
+  cluster.on('exit', (w, code, signal) => {
+    listening.delete(w.id);
+    if (state.draining) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        log.info('all workers exited; shutdown complete');
+        admin?.close();
+        process.exit(0);
+      }
       return;
     }
-    draining = true;
-    metrics.draining.set(1);
-    reloader.stop();
-    listener.stopAccepting();
-    const grace = current.shutdown.grace_ms;
-    log.info({ signal, active: listener.activeSessions, grace_ms: grace }, 'shutting down: not accepting, letting clients finish');
-    await listener.idle(grace);
-    await listener.closeAll();
-    admin.close();
-    log.info('shutdown complete');
-    process.exit(0);
+    restarts.inc();
+    const lived = Date.now() - (startedAt.get(w.id) ?? 0);
+    startedAt.delete(w.id);
+    log.error({ worker: w.id, code, signal, lived_ms: lived }, 'worker died; starting a new one');
+    setTimeout(fork, lived < RESPAWN_BACKOFF_MS ? RESPAWN_BACKOFF_MS : 0);
+  });
+
+  const forward = (signal: 'SIGHUP' | 'SIGTERM'): void => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('SIGHUP', () => forward('SIGHUP'));
+  const stop = (signal: NodeJS.Signals): void => {
+    state.draining = true; // /readyz answers 503 from now on
+    log.info({ signal }, 'shutting down: forwarding to workers');
+    forward('SIGTERM');
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  for (let i = 0; i < count; i++) fork();
 }
 
-/** SIGHUP and certificate-file changes: re-read everything; keep the old config on any problem. */
-class Reloader {
-  private watchers: FSWatcher[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private lastPem: string;
-
-  constructor(
-    private readonly configPath: string,
-    private readonly listener: Listener,
-    private readonly metrics: Metrics,
-    private readonly log: Logger,
-    private readonly onConfig: (config: Config) => void,
-  ) {
-    this.lastPem = '';
-  }
-
-  reload(trigger: string): boolean {
-    let next: Config;
-    let material: TlsMaterial;
-    try {
-      next = loadConfigFile(this.configPath);
-      material = loadTlsMaterial(next.tls);
-    } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
-      this.metrics.reloads.labels('error').inc();
-      this.log.error({ trigger, problems }, 'reload failed; keeping the running configuration');
-      return false;
-    }
-    this.listener.reload(next, material);
-    this.lastPem = pemOf(material);
-    this.metrics.reloads.labels('success').inc();
-    this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
-    this.onConfig(next);
-    this.watchCertificates(next);
-    return true;
-  }
-
-  /**
-   * Watch the folders of the certificate files, not the files: a Kubernetes Secret update swaps
-   * a symlink in the folder, which a watch on the old file would never see.
-   */
-  watchCertificates(config: Config): void {
-    this.stop();
-    const dirs = new Set([config.tls.cert_file, config.tls.key_file, config.tls.ca_file].filter((f): f is string => f !== null).map((f) => path.dirname(f)));
-    if (this.lastPem === '') {
-      try {
-        this.lastPem = pemOf(loadTlsMaterial(config.tls));
-      } catch {
-        // reported on the next reload
-      }
-    }
-    for (const dir of dirs) {
-      try {
-        const w = watch(dir, () => this.certificatesTouched());
-        w.on('error', (err) => this.log.warn({ dir, err: err.message }, 'certificate watch failed'));
-        this.watchers.push(w);
-      } catch (err) {
-        this.log.warn({ dir, err: (err as Error).message }, 'cannot watch the certificate folder; use SIGHUP to reload');
-      }
-    }
-  }
-
-  stop(): void {
-    for (const w of this.watchers) w.close();
-    this.watchers = [];
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-  }
-
-  private certificatesTouched(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      let pem: string;
-      try {
-        pem = pemOf(loadTlsMaterial(loadConfigFile(this.configPath).tls));
-      } catch {
-        pem = '';
-      }
-      // Only a real change counts: editors and kubelet touch files without changing them.
-      if (pem !== this.lastPem) this.reload('certificate files changed');
-    }, CERT_WATCH_DEBOUNCE_MS);
-  }
-}
-
-function pemOf(material: TlsMaterial): string {
-  const o = material.options;
-  return `${String(o.cert)}\n${String(o.key)}\n${String(o.ca ?? '')}`;
+function backendOf(config: Config): string {
+  return `${config.backend.host}:${config.backend.port}`;
 }

@@ -94,6 +94,7 @@ export function createMetrics(version: string) {
     certExpiry: new Gauge({
       name: `${PREFIX}tls_cert_expiry_timestamp_seconds`,
       help: 'Expiry (notAfter, Unix seconds) of the serving certificate that expires first.',
+      aggregator: 'min',
       registers,
     }),
     reloads: new Counter({
@@ -102,11 +103,12 @@ export function createMetrics(version: string) {
       labelNames: ['result'] as const,
       registers,
     }),
-    draining: new Gauge({ name: `${PREFIX}draining`, help: '1 while shutting down (not accepting), else 0.', registers }),
+    draining: new Gauge({ name: `${PREFIX}draining`, help: '1 while shutting down (not accepting), else 0.', aggregator: 'max', registers }),
     buildInfo: new Gauge({
       name: `${PREFIX}build_info`,
       help: 'Always 1; the version label names the running build.',
       labelNames: ['version'] as const,
+      aggregator: 'max',
       registers,
     }),
   };

@@ -1,0 +1,100 @@
+// Reloads without restart: SIGHUP, and certificate files changing on disk.
+import { watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import { ConfigError, loadConfigFile } from './config/load.js';
+import type { Config } from './config/schema.js';
+import type { Logger } from './observability/logger.js';
+import type { Metrics } from './observability/metrics.js';
+import { loadTlsMaterial, type Listener, type TlsMaterial } from './proxy/listener.js';
+
+const CERT_WATCH_DEBOUNCE_MS = 250;
+
+/** SIGHUP and certificate-file changes: re-read everything; keep the old config on any problem. */
+export class Reloader {
+  private watchers: FSWatcher[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private lastPem: string;
+
+  constructor(
+    private readonly configPath: string,
+    private readonly listener: Listener,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly onConfig: (config: Config) => void,
+  ) {
+    this.lastPem = '';
+  }
+
+  reload(trigger: string): boolean {
+    let next: Config;
+    let material: TlsMaterial;
+    try {
+      next = loadConfigFile(this.configPath);
+      material = loadTlsMaterial(next.tls);
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+      this.metrics.reloads.labels('error').inc();
+      this.log.error({ trigger, problems }, 'reload failed; keeping the running configuration');
+      return false;
+    }
+    this.listener.reload(next, material);
+    this.lastPem = pemOf(material);
+    this.metrics.reloads.labels('success').inc();
+    this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
+    this.onConfig(next);
+    this.watchCertificates(next);
+    return true;
+  }
+
+  /**
+   * Watch the folders of the certificate files, not the files: a Kubernetes Secret update swaps
+   * a symlink in the folder, which a watch on the old file would never see.
+   */
+  watchCertificates(config: Config): void {
+    this.stop();
+    const dirs = new Set([config.tls.cert_file, config.tls.key_file, config.tls.ca_file].filter((f): f is string => f !== null).map((f) => path.dirname(f)));
+    if (this.lastPem === '') {
+      try {
+        this.lastPem = pemOf(loadTlsMaterial(config.tls));
+      } catch {
+        // reported on the next reload
+      }
+    }
+    for (const dir of dirs) {
+      try {
+        const w = watch(dir, () => this.certificatesTouched());
+        w.on('error', (err) => this.log.warn({ dir, err: err.message }, 'certificate watch failed'));
+        this.watchers.push(w);
+      } catch (err) {
+        this.log.warn({ dir, err: (err as Error).message }, 'cannot watch the certificate folder; use SIGHUP to reload');
+      }
+    }
+  }
+
+  stop(): void {
+    for (const w of this.watchers) w.close();
+    this.watchers = [];
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private certificatesTouched(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      let pem: string;
+      try {
+        pem = pemOf(loadTlsMaterial(loadConfigFile(this.configPath).tls));
+      } catch {
+        pem = '';
+      }
+      // Only a real change counts: editors and kubelet touch files without changing them.
+      if (pem !== this.lastPem) this.reload('certificate files changed');
+    }, CERT_WATCH_DEBOUNCE_MS);
+  }
+}
+
+function pemOf(material: TlsMaterial): string {
+  const o = material.options;
+  return `${String(o.cert)}\n${String(o.key)}\n${String(o.ca ?? '')}`;
+}
