@@ -135,6 +135,7 @@ export function resolveConfigPaths(config: Config, configFile: string): Config {
       cert_file: path.resolve(dir, tls.cert_file),
       key_file: path.resolve(dir, tls.key_file),
       ca_file: tls.ca_file === null ? null : path.resolve(dir, tls.ca_file),
+      sni: tls.sni.map((e) => ({ ...e, cert_file: path.resolve(dir, e.cert_file), key_file: path.resolve(dir, e.key_file) })),
     },
   };
 }

@@ -54,7 +54,35 @@ export const configSchema = z
           .describe(
             'When cert_file or key_file is missing, generate a self-signed development certificate there. Never in production.',
           ),
+        allow: z
+          .strictObject({
+            cn: z.array(z.string().min(1)).default([]).describe('Allowed client certificate subject common names.'),
+            dns_san: z.array(z.string().min(1)).default([]).describe('Allowed client certificate DNS subject alternative names.'),
+            uri_san: z.array(z.string().min(1)).default([]).describe('Allowed client certificate URI subject alternative names (e.g. SPIFFE IDs).'),
+          })
+          .nullable()
+          .default(null)
+          .describe('With ca_file: only clients whose certificate matches one of these identities are served.'),
+        sni: z
+          .array(
+            z.strictObject({
+              servername: z.string().min(1, { error: 'must not be empty' }).describe('TLS server name (SNI) this entry serves; "*.example.com" matches one label.'),
+              cert_file: filePath().describe('PEM certificate served for this name.'),
+              key_file: filePath().describe('PEM private key of cert_file.'),
+              backend: z
+                .strictObject({
+                  host: host().describe('Backend host for clients that asked for this name.'),
+                  port: port().describe('Backend port for clients that asked for this name.'),
+                })
+                .nullable()
+                .default(null)
+                .describe('Where clients that asked for this name are forwarded; null = the main backend.'),
+            }),
+          )
+          .default([])
+          .describe('More certificates, chosen by the client\'s SNI server name; each may front its own datastore.'),
       })
+      .refine((t) => t.allow === null || t.ca_file !== null, { error: 'allow needs ca_file (client certificates)', path: ['allow'] })
       .describe('TLS towards clients. cert_file and key_file are required.'),
 
     backend: z

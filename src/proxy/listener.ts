@@ -9,24 +9,56 @@ import tls from 'node:tls';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
-import { Session } from './session.js';
+import { Session, refuse } from './session.js';
 
 /** Certificates and keys read from the files a config names. */
 export interface TlsMaterial {
   options: tls.SecureContextOptions;
-  /** notAfter of the serving certificate, Unix seconds. */
+  /** SNI entries, most specific first: exact names before wildcards. */
+  sni: SniEntry[];
+  /** notAfter of the serving certificate that expires first, Unix seconds. */
   expiresAt: number;
 }
 
+interface SniEntry {
+  servername: string;
+  context: tls.SecureContext;
+  backend: { host: string; port: number } | null;
+}
+
 export function loadTlsMaterial(cfg: Config['tls']): TlsMaterial {
-  const cert = readFileSync(cfg.cert_file);
-  const key = readFileSync(cfg.key_file);
-  const options: tls.SecureContextOptions = { cert, key, minVersion: cfg.min_version };
-  if (cfg.ca_file !== null) options.ca = readFileSync(cfg.ca_file);
-  // Throws when the key does not match the certificate, before anything is swapped in.
-  tls.createSecureContext(options);
-  const expiresAt = Date.parse(new X509Certificate(cert).validTo) / 1000;
-  return { options, expiresAt };
+  const base = { minVersion: cfg.min_version, ...(cfg.ca_file !== null ? { ca: readFileSync(cfg.ca_file) } : {}) };
+  const expiries: number[] = [];
+  const read = (certFile: string, keyFile: string): tls.SecureContextOptions => {
+    const cert = readFileSync(certFile);
+    const options = { ...base, cert, key: readFileSync(keyFile) };
+    // Throws when the key does not match the certificate, before anything is swapped in.
+    tls.createSecureContext(options);
+    expiries.push(Date.parse(new X509Certificate(cert).validTo) / 1000);
+    return options;
+  };
+  const options = read(cfg.cert_file, cfg.key_file);
+  const sni = cfg.sni
+    .map((e) => ({ servername: e.servername.toLowerCase(), context: tls.createSecureContext(read(e.cert_file, e.key_file)), backend: e.backend }))
+    .sort((a, b) => Number(a.servername.startsWith('*.')) - Number(b.servername.startsWith('*.')));
+  return { options, sni, expiresAt: Math.min(...expiries) };
+}
+
+function matchSni(entries: readonly SniEntry[], servername: string | false | null | undefined): SniEntry | undefined {
+  if (!servername) return undefined;
+  const name = servername.toLowerCase();
+  return entries.find((e) => e.servername === name || (e.servername.startsWith('*.') && name.endsWith(e.servername.slice(1)) && !name.slice(0, -e.servername.length + 1).includes('.')));
+}
+
+/** Is this client certificate one of the identities in tls.allow? */
+function allowed(allow: NonNullable<Config['tls']['allow']>, cert: tls.PeerCertificate): boolean {
+  const cn = cert.subject?.CN;
+  if (cn !== undefined && allow.cn.includes(Array.isArray(cn) ? cn[0]! : cn)) return true;
+  for (const san of (cert.subjectaltname ?? '').split(', ')) {
+    if (san.startsWith('DNS:') && allow.dns_san.includes(san.slice(4))) return true;
+    if (san.startsWith('URI:') && allow.uri_san.includes(san.slice(4))) return true;
+  }
+  return false;
 }
 
 const kAcceptedAt = Symbol('acceptedAt');
@@ -36,6 +68,7 @@ export class Listener {
   private readonly server: tls.Server;
   private readonly sessions = new Set<Session>();
   private config: Config;
+  private material: TlsMaterial;
   private accepting = false;
 
   constructor(
@@ -45,12 +78,14 @@ export class Listener {
     private readonly log: Logger,
   ) {
     this.config = config;
+    this.material = material;
     this.server = tls.createServer({
       ...material.options,
       allowHalfOpen: true,
       handshakeTimeout: config.tls.handshake_timeout_ms,
       requestCert: config.tls.ca_file !== null,
       rejectUnauthorized: config.tls.ca_file !== null,
+      SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
     metrics.certExpiry.set(material.expiresAt);
     this.server.on('connection', (raw: Timed) => {
@@ -92,6 +127,7 @@ export class Listener {
     this.server.setSecureContext(material.options);
     this.metrics.certExpiry.set(material.expiresAt);
     this.config = config;
+    this.material = material;
   }
 
   /** Stop accepting; open connections go on. */
@@ -127,10 +163,20 @@ export class Listener {
     const raw = (socket as unknown as { _parent?: Timed })._parent;
     const acceptedAt = raw?.[kAcceptedAt];
     if (acceptedAt !== undefined) this.metrics.handshakeDuration.observe((performance.now() - acceptedAt) / 1000);
+    socket.disableRenegotiation();
     const m = this.metrics;
+    const { allow } = this.config.tls;
+    if (allow !== null && !allowed(allow, socket.getPeerCertificate())) {
+      m.handshakeFailures.labels('not_allowed').inc();
+      this.log.info({ subject: socket.getPeerCertificate().subject?.CN }, 'client certificate not in tls.allow; refused');
+      refuse(socket, this.config.close.drain_timeout_ms);
+      return;
+    }
+    const sni = matchSni(this.material.sni, socket.servername);
+    const cfg = sni?.backend ? { ...this.config, backend: { ...this.config.backend, ...sni.backend } } : this.config;
     m.connectionsTotal.inc();
     m.connectionsActive.inc();
-    const session = new Session(socket, this.config, {
+    const session = new Session(socket, cfg, {
       metrics: m,
       log: this.log,
       onClosed: (s) => {

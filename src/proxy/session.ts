@@ -441,3 +441,14 @@ export class Session {
 function repeat(reply: Buffer, times: number): Buffer {
   return times === 1 ? reply : Buffer.alloc(reply.length * times, reply);
 }
+
+/**
+ * Turn away a client that completed the handshake but may not be served (tls.allow): no
+ * reply, close_notify and FIN, then destroy after the drain time.
+ */
+export function refuse(socket: TLSSocket, drainMs: number): void {
+  socket.on('error', () => socket.destroy());
+  socket.resume();
+  socket.end();
+  setTimeout(() => socket.destroy(), drainMs).unref();
+}
