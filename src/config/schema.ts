@@ -103,6 +103,10 @@ export const configSchema = z
         max_inline_len: positiveInt().default(65536).describe('Most bytes in one inline command line.'),
         max_clients: positiveInt().default(10000).describe('Most concurrent client connections.'),
         idle_timeout_ms: nonNegativeInt().default(0).describe('Close a client idle this long; 0 = never.'),
+        idle_timeout_pubsub: z
+          .boolean()
+          .default(false)
+          .describe('Apply idle_timeout_ms to clients in SUBSCRIBE/MONITOR mode too (by default they are exempt).'),
       })
       .prefault({})
       .describe('Protocol limits enforced before a command reaches the backend.'),

@@ -24,7 +24,7 @@ import { closeLogLevel, isPeerGone, type CloseMode, type CloseReason } from './c
 /** The part of the configuration one session uses; a session keeps the snapshot it started with. */
 export interface SessionConfig {
   backend: { host: string; port: number; connect_timeout_ms: number };
-  limits: { max_multibulk_len: number; max_bulk_len: number; max_inline_len: number; idle_timeout_ms: number };
+  limits: { max_multibulk_len: number; max_bulk_len: number; max_inline_len: number; idle_timeout_ms: number; idle_timeout_pubsub: boolean };
   close: { drain_timeout_ms: number; drain_max_bytes: number };
 }
 
@@ -302,7 +302,7 @@ export class Session {
 
   private onIdle(): void {
     if (this.status !== 'proxying') return;
-    if (this.owed() > 0 || this.scanner.subscribeSeen) {
+    if (this.owed() > 0 || (this.scanner.subscribeSeen && !this.cfg.limits.idle_timeout_pubsub)) {
       this.client.setTimeout(this.cfg.limits.idle_timeout_ms); // busy, or exempt: look again later
       return;
     }

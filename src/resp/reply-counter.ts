@@ -95,6 +95,7 @@ export class ReplyCounter {
         const count = t === 37 || t === 124 ? len * 2 : len;
         if (len < 0 || count === 0) {
           if (t === 124) return; // an empty attribute annotates the next value
+          if (t === 62 && this.stack.length === 0) return; // an empty top-level push is no reply either
           this.valueDone();
           return;
         }

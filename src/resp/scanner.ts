@@ -5,9 +5,11 @@
 //
 // Output: `feed(chunk, out)` appends to `out` the buffers to forward, in order. Complete
 // multibulk commands go out as views into the caller's chunk (zero copy). The bytes of an
-// incomplete command are held back (as views) until it completes, so a command rejected by a
-// later header never reaches the backend; a command whose held bytes pass HOLD_MAX_BYTES
-// (a large SET value, say) streams through instead, so memory stays bounded.
+// incomplete command are held back until it completes, so a command rejected by a later header
+// never reaches the backend; a command whose held bytes pass HOLD_MAX_BYTES (a large SET value,
+// say) streams through instead, so memory stays bounded. Held bytes are *copied* into one owned
+// buffer rather than kept as views: a view per chunk costs ~100 bytes of heap per held byte when
+// a client trickles one byte per read, and a view pins its whole parent chunk.
 
 import { encodeMultibulk, splitArgs } from './inline.js';
 import { expectedDollar, violation, type ProtocolViolation } from './replies.js';
@@ -45,6 +47,13 @@ const FAILED = 16;
 
 /** Command names that make reply counting unreliable (replies no longer one per command). */
 const UNCOUNTABLE_NAMES = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monitor']);
+/** The same names as lowercase bytes, for the multibulk path (no strings per command). */
+const UNCOUNTABLE_BYTES = [...UNCOUNTABLE_NAMES].map((name) => Buffer.from(name, 'latin1'));
+const NAME_MIN = 7; // "monitor"
+const NAME_MAX = 10; // "psubscribe", "ssubscribe"
+
+/** -LLONG_MIN: the largest magnitude string2ll() accepts for "*-N" (19 digits). */
+const NEG_BOUND = Buffer.from('9223372036854775808', 'latin1');
 
 export class RequestScanner {
   /** Complete commands accepted so far (commands that expect a reply; `*0` and blank lines are not). */
@@ -57,21 +66,33 @@ export class RequestScanner {
   private readonly maxMultibulk: number;
   private readonly maxBulk: number;
   private readonly maxInline: number;
+  /** Most bytes ever held: a multibulk command streams past HOLD_MAX_BYTES, an inline line fails past maxInline + 1. */
+  private readonly holdCap: number;
 
   private state = START;
   private acc = 0; // the number being read, or the element count while reading elements
   private elemsLeft = 0;
   private elemIndex = 0; // elements done in the current command
   private bulkLeft = 0;
-  private negDigits = ''; // only for "*-N", which Redis accepts and ignores
+  // "*-N", which Redis accepts and ignores: digits read, and how the digits so far compare with
+  // the same-length prefix of NEG_BOUND (-1 below, 0 equal, 1 above).
+  private negLen = 0;
+  private negCmp = 0;
+  // The first argument, when its length could be one of UNCOUNTABLE_BYTES: collected across
+  // chunks into nameBuf; nameHit records a match until the command completes.
+  private nameLen = 0;
+  private nameHit = false;
+  private readonly nameBuf = Buffer.alloc(NAME_MAX);
   private streaming = false; // the current command's first bytes already went out
-  private held: Buffer[] = [];
+  /** Owned copy of the current incomplete command's bytes from earlier chunks (or null). */
+  private hold: Buffer | null = null;
   private heldBytes = 0;
 
   constructor(limits: ScannerLimits) {
     this.maxMultibulk = Math.min(limits.maxMultibulkLen, INT_MAX);
     this.maxBulk = limits.maxBulkLen;
     this.maxInline = limits.maxInlineLen;
+    this.holdCap = Math.max(HOLD_MAX_BYTES, limits.maxInlineLen + 1);
   }
 
   /** True while a command has started but not finished (bytes held or streaming). */
@@ -138,11 +159,23 @@ export class RequestScanner {
         }
         case MB_NEG_FIRST:
         case MB_NEG_DIGITS: {
+          // Like string2ll(): 1 to 19 digits, no leading zero, magnitude at most 2^63.
           const c = chunk[i++]!;
-          if (c >= 48 && c <= 57 && !(state === MB_NEG_FIRST && c === 48) && this.negDigits.length < 19) {
-            this.negDigits += String.fromCharCode(c);
+          if (c >= 48 && c <= 57 && !(state === MB_NEG_FIRST && c === 48)) {
+            if (state === MB_NEG_FIRST) {
+              this.negLen = 0;
+              this.negCmp = 0;
+            }
+            if (this.negCmp === 0) {
+              const b = NEG_BOUND[this.negLen]!;
+              this.negCmp = c < b ? -1 : c > b ? 1 : 0;
+            }
+            // Already 19 digits, or 19 above the bound: no continuation can be valid.
+            if (++this.negLen > 19 || (this.negLen === 19 && this.negCmp > 0)) {
+              return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+            }
             state = MB_NEG_DIGITS;
-          } else if (c === 13 && state === MB_NEG_DIGITS && BigInt(this.negDigits) <= 9223372036854775808n) {
+          } else if (c === 13 && state === MB_NEG_DIGITS) {
             acc = -1;
             state = MB_LF;
           } else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
@@ -152,7 +185,6 @@ export class RequestScanner {
           if (chunk[i++] !== 10) return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
           if (acc <= 0) {
             // "*0" and "*-N": Redis consumes them without a reply. Nothing to forward.
-            this.negDigits = '';
             if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
             this.dropHeld();
             emitStart = i;
@@ -160,6 +192,7 @@ export class RequestScanner {
           } else {
             elemsLeft = acc;
             this.elemIndex = 0;
+            this.nameHit = false;
             state = BULK_DOLLAR;
           }
           break;
@@ -192,20 +225,18 @@ export class RequestScanner {
         }
         case BULK_LF:
           if (chunk[i++] !== 10) return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
-          if (this.elemIndex === 0 && acc >= 7 && acc <= 10 && i + acc <= n) this.noteCommandName(chunk, i, acc);
+          this.nameLen = this.elemIndex === 0 && acc >= NAME_MIN && acc <= NAME_MAX ? acc : 0;
           bulkLeft = acc;
           state = acc === 0 ? BULK_CR : BULK_BODY;
           break;
         case BULK_BODY: {
           const avail = n - i;
-          if (avail < bulkLeft) {
-            bulkLeft -= avail;
-            i = n;
-          } else {
-            i += bulkLeft;
-            bulkLeft = 0;
-            state = BULK_CR;
-          }
+          const take = avail < bulkLeft ? avail : bulkLeft;
+          // A possible command name may arrive in pieces: collect it (at most NAME_MAX bytes).
+          if (this.nameLen > 0) chunk.copy(this.nameBuf, this.nameLen - bulkLeft, i, i + take);
+          i += take;
+          bulkLeft -= take;
+          if (bulkLeft === 0) state = BULK_CR;
           break;
         }
         case BULK_CR:
@@ -214,9 +245,14 @@ export class RequestScanner {
           break;
         case BULK_LF2:
           if (chunk[i++] !== 10) return this.fail(violation('bulk_not_crlf', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          if (this.nameLen > 0) {
+            this.nameHit = this.isUncountableName();
+            this.nameLen = 0;
+          }
           this.elemIndex++;
           if (--elemsLeft === 0) {
             commands++;
+            if (this.nameHit) this.subscribeSeen = true;
             state = START;
             if (this.heldBytes > 0) this.flushHeld(out);
             this.streaming = false;
@@ -232,7 +268,7 @@ export class RequestScanner {
             break;
           }
           // The whole line is here: [cmdStart, lf] of this chunk, after any held bytes.
-          const line = this.heldBytes > 0 ? Buffer.concat([...this.held, chunk.subarray(0, lf)]) : chunk.subarray(cmdStart, lf);
+          const line = this.heldBytes > 0 ? Buffer.concat([this.hold!.subarray(0, this.heldBytes), chunk.subarray(0, lf)]) : chunk.subarray(cmdStart, lf);
           const v = this.inlineLine(line, out, chunk, emitStart, cmdStart);
           if (v !== null) return this.fail(v, chunk, out, emitStart, cmdStart, commands);
           if (this.lastInlineArgs > 0) commands++;
@@ -255,10 +291,7 @@ export class RequestScanner {
         this.streaming = true;
       } else {
         if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
-        if (part > 0) {
-          this.held.push(chunk.subarray(cmdStart));
-          this.heldBytes += part;
-        }
+        if (part > 0) this.holdAppend(chunk, cmdStart);
       }
     } else if (n > emitStart) {
       out.push(emitStart === 0 ? chunk : chunk.subarray(emitStart));
@@ -293,8 +326,17 @@ export class RequestScanner {
     return null;
   }
 
-  private noteCommandName(chunk: Buffer, at: number, len: number): void {
-    if (UNCOUNTABLE_NAMES.has(chunk.toString('latin1', at, at + len).toLowerCase())) this.subscribeSeen = true;
+  /** nameBuf[0, nameLen) is one of UNCOUNTABLE_BYTES, ASCII case-insensitively. */
+  private isUncountableName(): boolean {
+    const buf = this.nameBuf;
+    const len = this.nameLen;
+    for (const name of UNCOUNTABLE_BYTES) {
+      if (name.length !== len) continue;
+      let j = 0;
+      while (j < len && (buf[j]! | 0x20) === name[j]!) j++; // names are letters only: | 0x20 lowercases
+      if (j === len) return true;
+    }
+    return false;
   }
 
   /** Record a violation; forward the complete commands before it and nothing of the offender. */
@@ -306,14 +348,28 @@ export class RequestScanner {
     this.state = FAILED;
   }
 
+  /** Copy chunk[from, end) after the held bytes, growing the hold buffer by doubling. */
+  private holdAppend(chunk: Buffer, from: number): void {
+    const need = this.heldBytes + (chunk.length - from);
+    let hold = this.hold;
+    if (hold === null || hold.length < need) {
+      // Doubling, but never past what may be held (so at most need or holdCap bytes).
+      const grown = Buffer.allocUnsafe(Math.max(need, Math.min(hold === null ? 256 : hold.length * 2, this.holdCap)));
+      if (hold !== null) hold.copy(grown, 0, 0, this.heldBytes);
+      hold = this.hold = grown;
+    }
+    chunk.copy(hold, this.heldBytes, from);
+    this.heldBytes = need;
+  }
+
+  /** Forward the held bytes. The buffer now belongs to `out`: never write to it again. */
   private flushHeld(out: Buffer[]): void {
-    for (const b of this.held) out.push(b);
+    if (this.heldBytes > 0) out.push(this.hold!.subarray(0, this.heldBytes));
     this.dropHeld();
   }
 
   private dropHeld(): void {
-    if (this.heldBytes === 0 && this.held.length === 0) return;
-    this.held = [];
+    this.hold = null;
     this.heldBytes = 0;
   }
 }
