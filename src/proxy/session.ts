@@ -378,7 +378,10 @@ export class Session {
       if (this.backendConnected) this.close('backend_closed');
       return;
     }
-    if (this.phase === 'backend' && this.unavailable === null) this.endClient();
+    if (this.phase === 'backend' && this.unavailable === null) {
+      this.replyToLost(BACKEND_LOST_REPLY); // it went away before answering everything
+      this.endClient();
+    }
   }
 
   /** Connect failed or timed out: answer each complete command with the cause, then close. */
