@@ -7,7 +7,8 @@ import YAML from 'yaml';
 import { sharedCerts, type TestCerts } from './certs.js';
 import { killAndWait, makeTempDir, repoRoot, trackChild, waitExit, type ExitInfo } from './common.js';
 
-export const PROXY_CLI = path.join(repoRoot, 'dist', 'cli.js');
+/** The proxy's entry point; $RESP_TLS_PROXY_CLI overrides it (e.g. to run the tests against another build). */
+export const PROXY_CLI = process.env.RESP_TLS_PROXY_CLI ?? path.join(repoRoot, 'dist', 'cli.js');
 
 export type LogRecord = Record<string, unknown>;
 

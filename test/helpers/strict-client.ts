@@ -1,9 +1,15 @@
 // TypeScript wrapper around strict_client.py, the oracle for an orderly TLS close.
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeTempDir, repoRoot, run } from './common.js';
 
 export const STRICT_CLIENT_PY = path.join(repoRoot, 'test', 'helpers', 'strict_client.py');
+
+/**
+ * The interpreter: $STRICT_CLIENT_PYTHON, else the system /usr/bin/python3, else python3 on PATH.
+ * (A version-manager shim such as pyenv's costs seconds per start on a loaded machine.)
+ */
+export const PYTHON = process.env.STRICT_CLIENT_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 
 export type StrictClose = 'close_notify' | 'ragged_eof' | 'reset' | 'timeout' | 'handshake_failed' | 'ssl_error';
 
@@ -57,7 +63,8 @@ export async function strictClient(opts: StrictClientOptions): Promise<StrictCli
   const dir = makeTempDir('resp-tls-proxy-payload-');
   const payloadFile = path.join(dir, 'payload.bin');
   writeFileSync(payloadFile, opts.payload);
-  const args = [STRICT_CLIENT_PY, '--host', opts.host ?? '127.0.0.1', '--port', String(opts.port), '--payload', payloadFile];
+  // -S: no site import (stdlib only, faster start)
+  const args = ['-S', STRICT_CLIENT_PY, '--host', opts.host ?? '127.0.0.1', '--port', String(opts.port), '--payload', payloadFile];
   if (opts.caFile !== undefined) args.push('--cafile', opts.caFile);
   if (opts.certFile !== undefined) args.push('--certfile', opts.certFile);
   if (opts.keyFile !== undefined) args.push('--keyfile', opts.keyFile);
@@ -72,7 +79,7 @@ export async function strictClient(opts: StrictClientOptions): Promise<StrictCli
   if (opts.afterWrite !== undefined) args.push('--after-write', opts.afterWrite);
   if (opts.finTimeoutMs !== undefined) args.push('--fin-timeout-ms', String(opts.finTimeoutMs));
 
-  const r = await run('python3', args, { timeoutMs: deadlineMs + 15_000 });
+  const r = await run(PYTHON, args, { timeoutMs: deadlineMs + 15_000 });
   let parsed: {
     wrote: number; writeError: string | null; reply: string; close: StrictClose | null; error: string | null;
     tcpEnd: 'fin' | 'reset' | 'timeout' | null; tlsVersion: string | null; elapsedMs: number;

@@ -1,0 +1,128 @@
+// When the backend ends the connection — QUIT, CLIENT KILL, its own protocol error, a crash —
+// every byte it sent reaches the client, then the close is orderly (close_notify).
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { logTail, useStack, type Stack } from '../helpers/fixture.js';
+import { metricSamples, metricValue, waitForMetric } from '../helpers/proxy.js';
+import { redisCliTls } from '../helpers/redis-cli.js';
+import { waitFor } from '../helpers/common.js';
+import { encodeCommand, encodePipeline, msetArgs, msetPayload, show } from '../helpers/resp.js';
+import { describe as showResult, strictClient, type StrictClientResult } from '../helpers/strict-client.js';
+
+const CLOSES = 'resp_tls_proxy_client_closes_total';
+
+function assertOrderly(stack: Stack, r: StrictClientResult, reply: string, payloadLength?: number): void {
+  const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+  assert.equal(r.reply.toString('latin1'), reply, why);
+  assert.equal(r.close, 'close_notify', why);
+  assert.equal(r.writeError, null, why);
+  if (payloadLength !== undefined) assert.equal(r.wrote, payloadLength, why);
+}
+
+/** The `id=` of each backend client whose last command was `cmd` (CLIENT LIST, run directly on redis). */
+async function backendClientIds(stack: Stack, cmd: string): Promise<string[]> {
+  const list = await stack.redis.cli('CLIENT', 'LIST');
+  return list.split('\n').filter((l) => l.includes(` cmd=${cmd} `)).map((l) => /^id=(\d+)/.exec(l)?.[1] ?? '').filter(Boolean);
+}
+
+describe('backend closes: QUIT and CLIENT KILL', { timeout: 120_000 }, () => {
+  const stack = useStack();
+
+  test('SET then QUIT → +OK +OK, then close_notify', { timeout: 30_000 }, async () => {
+    const payload = encodePipeline([['SET', 'quit-key', 'v'], ['QUIT']]);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    assertOrderly(stack, r, '+OK\r\n+OK\r\n', payload.length);
+    assert.equal(await stack.redis.cli('GET', 'quit-key'), 'v');
+  });
+
+  test('CLIENT KILL of the proxy\'s backend connection → the reply already produced, then close_notify', { timeout: 30_000 }, async () => {
+    // ECHO marks the proxy's backend connection in CLIENT LIST (cmd=echo) while the client waits.
+    const payload = encodeCommand(['ECHO', 'before-kill']);
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 15_000 });
+    const ids = await waitFor('the proxy\'s backend connection in CLIENT LIST', async () => {
+      const found = await backendClientIds(stack, 'echo');
+      return found.length === 1 ? found : undefined;
+    }, 10_000);
+    assert.equal(await stack.redis.cli('CLIENT', 'KILL', 'ID', ids[0]!), '1');
+    const r = await client;
+    assertOrderly(stack, r, '$11\r\nbefore-kill\r\n', payload.length);
+  });
+
+  test('CLIENT KILL TYPE normal SKIPME yes (every client but the killer) → close_notify', { timeout: 30_000 }, async () => {
+    const payload = encodePipeline([['SET', 'kill2', 'x'], ['GET', 'kill2']]);
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 15_000 });
+    await waitFor('the proxy\'s backend connection in CLIENT LIST', async () => (await backendClientIds(stack, 'get')).length === 1, 10_000);
+    assert.equal(await stack.redis.cli('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes'), '1');
+    const r = await client;
+    assertOrderly(stack, r, '+OK\r\n$1\r\nx\r\n', payload.length);
+  });
+
+  test('/metrics: these closes are graceful backend_closed, none abrupt', { timeout: 15_000 }, async () => {
+    const text = await waitForMetric(stack.proxy, CLOSES, { mode: 'graceful', reason: 'backend_closed' }, (v) => v >= 3);
+    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'backend_closed' }), 3, text);
+    assert.deepEqual(metricSamples(text, CLOSES, { mode: 'abrupt' }).filter((s) => s.value > 0), [], text);
+  });
+});
+
+describe('a backend that rejects the command itself (redis-server --requirepass)', { timeout: 120_000 }, () => {
+  // The proxy's max_multibulk_len stays at its default (1048576): it is Redis that says no.
+  const stack = useStack({ redis: { password: 'secret' } });
+  const MBULK = '-ERR Protocol error: unauthenticated multibulk length\r\n';
+
+  test('unauthenticated MSET with 50,000 pairs → Redis\'s own error, then close_notify, whole write succeeded', { timeout: 60_000 }, async () => {
+    const payload = msetPayload(50_000);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    assertOrderly(stack, r, MBULK, payload.length);
+  });
+
+  test('PING, then the same MSET → -NOAUTH, the error, close_notify', { timeout: 60_000 }, async () => {
+    const payload = Buffer.concat([Buffer.from('PING\r\n'), msetPayload(50_000)]);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    assertOrderly(stack, r, `-NOAUTH Authentication required.\r\n${MBULK}`, payload.length);
+  });
+
+  test('over TLS 1.2 as well', { timeout: 60_000 }, async () => {
+    const payload = msetPayload(50_000);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, tlsVersion: '1.2' });
+    assertOrderly(stack, r, MBULK, payload.length);
+  });
+
+  test('redis-cli --tls MSET with 5000 pairs prints Redis\'s error', { timeout: 30_000 }, async () => {
+    const r = await redisCliTls(stack.proxy.port, stack.certs.caFile, 'MSET', ...msetArgs(5000));
+    assert.equal(r.stdout.trim(), 'ERR Protocol error: unauthenticated multibulk length', `stdout=${show(r.stdout)} stderr=${show(r.stderr)}`);
+    assert.equal(r.stderr, '');
+  });
+
+  test('nothing was stored; AUTH then the same MSET succeeds through the proxy', { timeout: 60_000 }, async () => {
+    assert.equal(await stack.redis.cli('DBSIZE'), '0');
+    const payload = Buffer.concat([encodeCommand(['AUTH', 'secret']), msetPayload(50_000), encodeCommand(['QUIT'])]);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    assertOrderly(stack, r, '+OK\r\n+OK\r\n+OK\r\n', payload.length);
+    assert.equal(await stack.redis.cli('DBSIZE'), '50000');
+  });
+
+  test('/metrics: graceful backend_closed, none abrupt', { timeout: 15_000 }, async () => {
+    // Four closes came from the strict client; redis-cli's may race the backend's close and count as client_closed.
+    const text = await waitForMetric(stack.proxy, CLOSES, { mode: 'graceful', reason: 'backend_closed' }, (v) => v >= 4);
+    assert.ok(metricValue(text, CLOSES, { mode: 'graceful', reason: 'backend_closed' }) >= 4, text);
+    const graceful = metricSamples(text, CLOSES, { mode: 'graceful' }).reduce((a, s) => a + s.value, 0);
+    assert.equal(graceful, 5, text);
+    assert.deepEqual(metricSamples(text, CLOSES, { mode: 'abrupt' }).filter((s) => s.value > 0), [], text);
+  });
+});
+
+describe('the backend crashes (SIGKILL) while a command is pending', { timeout: 60_000 }, () => {
+  const stack = useStack();
+
+  test('replies already produced arrive, the pending command gets one -ERR line, then close_notify', { timeout: 30_000 }, async () => {
+    const payload = encodePipeline([['SET', 'crash', '1'], ['BLPOP', 'nothing-here', '0']]);
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 15_000 });
+    await waitFor('BLPOP to block on the backend', async () => (await backendClientIds(stack, 'blpop')).length === 1, 10_000);
+    process.kill(stack.redis.pid, 'SIGKILL');
+    const r = await client;
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.match(r.reply.toString('latin1'), /^\+OK\r\n-ERR [^\r\n]+\r\n$/, why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.equal(r.writeError, null, why);
+  });
+});

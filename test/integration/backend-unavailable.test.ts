@@ -1,0 +1,112 @@
+// A backend port with nothing listening: each complete command gets `-ERR backend unavailable`
+// plus a short cause, then the close is orderly. A client that has not sent a command yet is
+// waited for (up to close.drain_timeout_ms) so it learns why.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from '../helpers/common.js';
+import { sharedCerts, type TestCerts } from '../helpers/certs.js';
+import { logTail } from '../helpers/fixture.js';
+import { metricSamples, metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
+import { redisCliTls } from '../helpers/redis-cli.js';
+import { ERR, encodeCommand, msetPayload, show } from '../helpers/resp.js';
+import { describe as showResult, strictClient, type StrictClientResult } from '../helpers/strict-client.js';
+
+const CLOSES = 'resp_tls_proxy_client_closes_total';
+const UNAVAILABLE_LINE = /^-ERR backend unavailable[^\r\n]{0,200}$/;
+
+/** The reply must be exactly `n` backend-unavailable lines (then `tail`). */
+function assertUnavailable(proxy: Proxy, r: StrictClientResult, n: number, tail = ''): void {
+  const why = `${showResult(r)}\n${logTail(proxy)}`;
+  const text = r.reply.toString('latin1');
+  assert.ok(text.endsWith(tail), why);
+  const body = text.slice(0, text.length - tail.length);
+  assert.ok(body.endsWith('\r\n'), why);
+  const lines = body.slice(0, -2).split('\r\n');
+  assert.equal(lines.length, n, why);
+  for (const l of lines) assert.match(l, UNAVAILABLE_LINE, why);
+  assert.equal(r.close, 'close_notify', why);
+  assert.equal(r.writeError, null, why);
+}
+
+describe('backend port with nothing listening', { timeout: 120_000 }, () => {
+  let proxy: Proxy | undefined;
+  let certs: TestCerts;
+  let closes = 0;
+  let racyCloses = 0;
+  const p = (): Proxy => {
+    if (!proxy) throw new Error('proxy not started');
+    return proxy;
+  };
+
+  before(async () => {
+    certs = await sharedCerts();
+    const deadPort = await freePort();
+    proxy = await startProxy({
+      backend: { host: '127.0.0.1', port: deadPort, connect_timeout_ms: 1000 },
+      close: { drain_timeout_ms: 1500 },
+    });
+  }, { timeout: 30_000 });
+  after(async () => {
+    await proxy?.stop();
+  }, { timeout: 30_000 });
+
+  test('three pipelined commands (multibulk and inline) → three backend-unavailable errors, then close_notify', { timeout: 30_000 }, async () => {
+    const payload = Buffer.concat([Buffer.from('PING\r\n'), encodeCommand(['SET', 'a', '1']), Buffer.from('GET a\r\n')]);
+    const r = await strictClient({ port: p().port, payload, caFile: certs.caFile });
+    closes++;
+    assertUnavailable(p(), r, 3);
+    assert.equal(r.wrote, payload.length);
+  });
+
+  test('the first command arrives 300 ms after the handshake → it still gets the error', { timeout: 30_000 }, async () => {
+    const r = await strictClient({ port: p().port, payload: Buffer.from('PING\r\n'), caFile: certs.caFile, initialDelayMs: 300 });
+    closes++;
+    assertUnavailable(p(), r, 1);
+  });
+
+  test('a command arriving byte by byte gets exactly one error', { timeout: 30_000 }, async () => {
+    const r = await strictClient({ port: p().port, payload: encodeCommand(['GET', 'x']), caFile: certs.caFile, chunkSize: 1, chunkDelayMs: 5 });
+    closes++;
+    assertUnavailable(p(), r, 1);
+  });
+
+  test('a big request (MSET with 50,000 pairs) is written in full, answered once, close_notify', { timeout: 60_000 }, async () => {
+    const payload = msetPayload(50_000);
+    const r = await strictClient({ port: p().port, payload, caFile: certs.caFile });
+    closes++;
+    assertUnavailable(p(), r, 1);
+    assert.equal(r.wrote, payload.length);
+  });
+
+  test('a command then a protocol error → the backend error, then the protocol error, then close_notify', { timeout: 30_000 }, async () => {
+    const r = await strictClient({ port: p().port, payload: Buffer.from('PING\r\n*abc\r\n'), caFile: certs.caFile });
+    // counted as backend_unavailable or protocol_error, depending on which the proxy saw first
+    racyCloses++;
+    assertUnavailable(p(), r, 1, ERR.multibulk);
+  });
+
+  test('a client that sends nothing is closed in order after close.drain_timeout_ms, with no reply', { timeout: 30_000 }, async () => {
+    const r = await strictClient({ port: p().port, payload: Buffer.alloc(0), caFile: certs.caFile, readTimeoutMs: 10_000 });
+    closes++;
+    const why = `${showResult(r)}\n${logTail(p())}`;
+    assert.equal(r.close, 'close_notify', why);
+    assert.equal(r.reply.length, 0, why);
+    assert.ok(r.elapsedMs >= 1000, `closed after ${r.elapsedMs} ms, before the 1500 ms wait for a first command\n${why}`);
+  });
+
+  test('redis-cli --tls PING prints the backend-unavailable error', { timeout: 30_000 }, async () => {
+    const r = await redisCliTls(p().port, certs.caFile, 'PING');
+    assert.match(r.stdout.trim(), /^ERR backend unavailable/, `stdout=${show(r.stdout)} stderr=${show(r.stderr)}`);
+    assert.equal(r.stderr, '');
+  });
+
+  test('/metrics: graceful backend_unavailable, none abrupt', { timeout: 15_000 }, async () => {
+    // the strict-client closes, plus redis-cli's
+    const text = await waitForMetric(p(), CLOSES, { mode: 'graceful', reason: 'backend_unavailable' }, (v) => v >= closes + 1);
+    const unavailable = metricValue(text, CLOSES, { mode: 'graceful', reason: 'backend_unavailable' });
+    assert.ok(unavailable >= closes + 1 && unavailable <= closes + 1 + racyCloses, text);
+    const graceful = metricSamples(text, CLOSES, { mode: 'graceful' }).reduce((a, x) => a + x.value, 0);
+    assert.equal(graceful, closes + 1 + racyCloses, text);
+    assert.deepEqual(metricSamples(text, CLOSES, { mode: 'abrupt' }).filter((s) => s.value > 0), [], text);
+  });
+});
