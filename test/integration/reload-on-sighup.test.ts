@@ -1,0 +1,110 @@
+// SIGHUP re-reads the config file: new connections are held to the new limits, connections
+// already open keep the limits they started with; a broken file is counted as an error and the
+// running configuration stays.
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
+import YAML from 'yaml';
+import { logTail, useStack } from '../helpers/fixture.js';
+import { waitForMetric, metricValue, type Proxy } from '../helpers/proxy.js';
+import { ERR, encodeCommand, show } from '../helpers/resp.js';
+import { describe as showResult, strictClient } from '../helpers/strict-client.js';
+import { openTls, type TlsConn } from '../helpers/tls-conn.js';
+
+const RELOADS = 'resp_tls_proxy_reloads_total';
+
+function rewriteConfig(proxy: Proxy, edit: (cfg: Record<string, unknown>) => void): void {
+  const cfg = YAML.parse(readFileSync(proxy.configFile, 'utf8')) as Record<string, unknown>;
+  edit(cfg);
+  writeFileSync(proxy.configFile, YAML.stringify(cfg));
+}
+
+/** A 4-element command: over a limit of 3, within 10. */
+const FOUR = encodeCommand(['DEL', 'k1', 'k2', 'k3']);
+/** A 5-element command. */
+const FIVE = encodeCommand(['DEL', 'k1', 'k2', 'k3', 'k4']);
+
+describe('SIGHUP reload of limits.max_multibulk_len', { timeout: 120_000 }, () => {
+  const stack = useStack({ proxy: () => ({ limits: { max_multibulk_len: 10 } }) });
+  let connA: TlsConn | undefined;
+  let originalText = '';
+  after(() => connA?.close());
+
+  test('before the reload: a 5-element command is within max_multibulk_len 10', { timeout: 30_000 }, async () => {
+    originalText = readFileSync(stack.proxy.configFile, 'utf8');
+    connA = await openTls(stack.proxy.port, { ca: readFileSync(stack.certs.caFile) });
+    const [r] = await connA.request(FIVE);
+    assert.equal(r!.toString('latin1'), ':0\r\n');
+  });
+
+  test('after max_multibulk_len: 3 and SIGHUP: a new connection is held to 3, connection A keeps 10', { timeout: 30_000 }, async (t) => {
+    assert.ok(connA, 'connection A was not opened');
+    const p = stack.proxy;
+    const before = metricValue(await p.metrics(), RELOADS, { result: 'success' });
+    rewriteConfig(p, (cfg) => {
+      (cfg.limits as Record<string, unknown>).max_multibulk_len = 3;
+    });
+    const t0 = Date.now();
+    process.kill(p.pid, 'SIGHUP');
+    const text = await waitForMetric(p, RELOADS, { result: 'success' }, (v) => v >= before + 1, 10_000);
+    const tookMs = Date.now() - t0;
+    assert.equal(metricValue(text, RELOADS, { result: 'success' }), before + 1, logTail(p));
+    assert.ok(p.logs().some((r) => r.msg === 'configuration reloaded' && r.trigger === 'SIGHUP'), logTail(p));
+    t.diagnostic(`reload counted ${tookMs} ms after SIGHUP`);
+
+    // A new connection: 3 elements pass, 4 are refused with Redis's error and an orderly close.
+    const r = await strictClient({ port: p.port, payload: Buffer.concat([encodeCommand(['SET', 'a', '1']), FOUR]), caFile: stack.certs.caFile });
+    const why = `${showResult(r)}\n${logTail(p)}`;
+    assert.equal(r.reply.toString('latin1'), `+OK\r\n${ERR.multibulk}`, why);
+    assert.equal(r.close, 'close_notify', why);
+
+    // Connection A, opened under the old config, still takes 5 elements, and more commands.
+    const [five] = await connA.request(FIVE);
+    assert.equal(five!.toString('latin1'), ':0\r\n', show(five!));
+    const [get] = await connA.request(encodeCommand(['GET', 'a']));
+    assert.equal(get!.toString('latin1'), '$1\r\n1\r\n');
+    assert.equal(connA.isEnded, false);
+  });
+
+  test('a broken file and SIGHUP: counted as an error, the running configuration stays', { timeout: 30_000 }, async () => {
+    assert.ok(connA, 'connection A was not opened');
+    const p = stack.proxy;
+    const m0 = await p.metrics();
+    const errors0 = metricValue(m0, RELOADS, { result: 'error' });
+    const success0 = metricValue(m0, RELOADS, { result: 'success' });
+    // max_multibulk_len back to 10, but with a negative bulk limit and an unknown key: must not apply.
+    rewriteConfig(p, (cfg) => {
+      const limits = cfg.limits as Record<string, unknown>;
+      limits.max_multibulk_len = 10;
+      limits.max_bulk_len = -1;
+      cfg.no_such_key = true;
+    });
+    process.kill(p.pid, 'SIGHUP');
+    const text = await waitForMetric(p, RELOADS, { result: 'error' }, (v) => v >= errors0 + 1, 10_000);
+    assert.equal(metricValue(text, RELOADS, { result: 'error' }), errors0 + 1, logTail(p));
+    assert.equal(metricValue(text, RELOADS, { result: 'success' }), success0, logTail(p));
+    const failed = p.logs().find((r) => r.msg === 'reload failed; keeping the running configuration');
+    assert.ok(failed, logTail(p));
+    const problems = JSON.stringify(failed.problems);
+    assert.match(problems, /limits\.max_bulk_len/);
+    assert.match(problems, /no_such_key: unknown key/);
+
+    // New connections: still the limit 3 of the last good reload.
+    const r = await strictClient({ port: p.port, payload: Buffer.concat([encodeCommand(['PING']), FOUR]), caFile: stack.certs.caFile });
+    const why = `${showResult(r)}\n${logTail(p)}`;
+    assert.equal(r.reply.toString('latin1'), `+PONG\r\n${ERR.multibulk}`, why);
+    assert.equal(r.close, 'close_notify', why);
+    // Connection A is untouched.
+    const [five] = await connA.request(FIVE);
+    assert.equal(five!.toString('latin1'), ':0\r\n');
+
+    // Repair the file: the next SIGHUP succeeds again and max_multibulk_len is 10 for new connections.
+    writeFileSync(p.configFile, originalText);
+    process.kill(p.pid, 'SIGHUP');
+    await waitForMetric(p, RELOADS, { result: 'success' }, (v) => v >= success0 + 1, 10_000);
+    const ok = await strictClient({ port: p.port, payload: FIVE, caFile: stack.certs.caFile, afterWrite: 'close_notify' });
+    assert.equal(ok.reply.toString('latin1'), ':0\r\n', showResult(ok));
+    assert.equal(ok.close, 'close_notify', showResult(ok));
+  });
+
+});

@@ -1,0 +1,138 @@
+// SIGTERM: /readyz answers 503 at once, new connections are refused, connected clients are
+// served for shutdown.grace_ms and then closed in order (close_notify), the process exits 0.
+// A second signal closes every client at once, still with close_notify.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { describe, test } from 'node:test';
+import { request } from 'undici';
+import { waitFor } from '../helpers/common.js';
+import { logTail } from '../helpers/fixture.js';
+import { closeRecords, metricValue, startProxy, type Proxy } from '../helpers/proxy.js';
+import { startRedis } from '../helpers/redis.js';
+import { encodeCommand } from '../helpers/resp.js';
+import { describe as showResult, strictClient } from '../helpers/strict-client.js';
+
+async function readyz(proxy: Proxy): Promise<number> {
+  const res = await request(`http://127.0.0.1:${proxy.adminPort}/readyz`, { headersTimeout: 5_000, bodyTimeout: 5_000 });
+  await res.body.text();
+  return res.statusCode;
+}
+
+/** Resolves the error code of a plain TCP connect to the port ('connected' if it was accepted). */
+function tcpConnect(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve('timeout');
+    }, 3_000);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve('connected');
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve(e.code ?? e.message);
+    });
+  });
+}
+
+/** Waits until the proxy counts `n` open client connections. */
+function activeConnections(proxy: Proxy, n: number): Promise<boolean> {
+  return waitFor(`${n} active connection(s)`, async () => metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_active') === n, 15_000, 25);
+}
+
+describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
+  test('grace period: readyz 503, new connections refused, the command sent during grace is answered, then close_notify, exit 0', { timeout: 60_000 }, async (t) => {
+    const GRACE_MS = 2000;
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, shutdown: { grace_ms: GRACE_MS } });
+    t.after(() => proxy.stop('SIGKILL'));
+
+    assert.equal(await readyz(proxy), 200, 'readyz before the signal');
+
+    // A client that sends PING 1 s after its handshake, then reads until the server closes.
+    const client = strictClient({
+      port: proxy.port,
+      payload: encodeCommand(['PING']),
+      caFile: proxy.certs.caFile,
+      initialDelayMs: 1000,
+      readTimeoutMs: 15_000,
+    });
+    await activeConnections(proxy, 1);
+
+    const signalAt = Date.now();
+    process.kill(proxy.pid, 'SIGTERM');
+    const exitedAt = proxy.exited.then((e) => ({ ...e, at: Date.now() }));
+
+    await waitFor('readyz 503', async () => (await readyz(proxy)) === 503, 3_000, 20);
+    const readyz503Ms = Date.now() - signalAt;
+    const m = await proxy.metrics();
+    assert.equal(metricValue(m, 'resp_tls_proxy_draining'), 1, 'draining gauge');
+    assert.equal(metricValue(m, 'resp_tls_proxy_connections_active'), 1, 'the client is still connected');
+    const refused = await tcpConnect(proxy.port);
+    assert.equal(refused, 'ECONNREFUSED', 'a new connection during grace');
+
+    const r = await client;
+    const closedMs = Date.now() - signalAt;
+    const why = `${showResult(r)}\n${logTail(proxy)}`;
+    assert.equal(r.reply.toString('latin1'), '+PONG\r\n', why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.equal(r.tcpEnd, 'fin', why);
+    assert.equal(r.writeError, null, why);
+    // Closed by the end of the grace period, not before it.
+    assert.ok(closedMs >= GRACE_MS - 100, `closed ${closedMs} ms after SIGTERM, before the grace period of ${GRACE_MS} ms ended`);
+
+    const exit = await exitedAt;
+    assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, logTail(proxy));
+    const exitMs = exit.at - signalAt;
+    assert.ok(exitMs < GRACE_MS + 3_000, `exit ${exitMs} ms after SIGTERM`);
+
+    const closes = closeRecords(proxy.logs());
+    assert.equal(closes.length, 1, logTail(proxy));
+    assert.equal(closes[0]!.reason, 'shutdown', logTail(proxy));
+    assert.equal(closes[0]!.mode, 'graceful', logTail(proxy));
+    assert.equal(closes[0]!.commands, 1, logTail(proxy));
+    assert.ok(proxy.logs().some((l) => l.msg === 'shutdown complete'), logTail(proxy));
+    t.diagnostic(`readyz 503 after ${readyz503Ms} ms; client closed (close_notify) after ${closedMs} ms; exit 0 after ${exitMs} ms (grace ${GRACE_MS} ms)`);
+  });
+
+  test('a second SIGTERM closes every client at once, still with close_notify', { timeout: 60_000 }, async (t) => {
+    const GRACE_MS = 20_000;
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, shutdown: { grace_ms: GRACE_MS } });
+    t.after(() => proxy.stop('SIGKILL'));
+
+    // Two clients: one idle (sends nothing), one that got a reply and stays.
+    const idle = strictClient({ port: proxy.port, payload: Buffer.alloc(0), caFile: proxy.certs.caFile, readTimeoutMs: 30_000 });
+    const served = strictClient({ port: proxy.port, payload: encodeCommand(['SET', 'k', 'v']), caFile: proxy.certs.caFile, readTimeoutMs: 30_000 });
+    await activeConnections(proxy, 2);
+
+    const signalAt = Date.now();
+    process.kill(proxy.pid, 'SIGTERM');
+    await waitFor('readyz 503', async () => (await readyz(proxy)) === 503, 3_000, 20);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_active'), 2, 'both clients wait out the grace period');
+    const secondAt = Date.now();
+    process.kill(proxy.pid, 'SIGTERM');
+
+    const [a, b] = await Promise.all([idle, served]);
+    const exit = await proxy.exited;
+    const exitMs = Date.now() - secondAt;
+    for (const [r, reply] of [[a, ''], [b, '+OK\r\n']] as const) {
+      const why = `${showResult(r)}\n${logTail(proxy)}`;
+      assert.equal(r.reply.toString('latin1'), reply, why);
+      assert.equal(r.close, 'close_notify', why);
+      assert.equal(r.writeError, null, why);
+    }
+    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    assert.ok(exitMs < 5_000, `exit ${exitMs} ms after the second SIGTERM (grace ${GRACE_MS} ms)`);
+    const closes = closeRecords(proxy.logs());
+    assert.deepEqual(closes.map((c) => `${c.reason}/${c.mode}`), ['shutdown/graceful', 'shutdown/graceful'], logTail(proxy));
+    assert.ok(proxy.logs().some((l) => l.msg === 'second signal: closing every connection now'), logTail(proxy));
+    t.diagnostic(`second SIGTERM ${secondAt - signalAt} ms after the first; both clients close_notify; exit 0 ${exitMs} ms after it`);
+  });
+});
