@@ -13,6 +13,8 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import { updateDocs } from './lib/docs.mjs';
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
 
@@ -25,11 +27,12 @@ const { values: opts } = parseArgs({
     module: { type: 'string' },
     'min-ms': { type: 'string' },
     'no-save': { type: 'boolean', default: false },
+    'update-docs': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (opts.help) {
-  console.log(`usage: node bench/scanner.mjs [--quick] [--runs N] [--streams LIST] [--chunks 16384,65536] [--module FILE] [--min-ms MS] [--no-save]
+  console.log(`usage: node bench/scanner.mjs [--quick] [--runs N] [--streams LIST] [--chunks 16384,65536] [--module FILE] [--min-ms MS] [--no-save] [--update-docs]
 streams: ${'get, set, set_1k, set_16k, mset_1000'}`);
   process.exit(0);
 }
@@ -181,7 +184,11 @@ function fmtCps(x) {
 }
 
 const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model;
+import { spawnSync } from 'node:child_process';
+const git = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || 'unknown';
+const dirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout.trim() ? '+dirty src' : '';
 const meta = {
+  git: git + dirty,
   date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
   node: process.version,
   cpu,
@@ -195,7 +202,7 @@ const L = [];
 L.push(`# Request scanner micro-benchmark${QUICK ? ' (quick)' : ''}`);
 L.push('');
 L.push(
-  `${meta.date} · node ${meta.node} · ${cpu} · one core · median of ${RUNS} runs of ≥ ${MIN_MS} ms after warm-up · ` +
+  `${meta.date} · git ${meta.git} · node ${meta.node} · ${cpu} · one core · median of ${RUNS} runs of ≥ ${MIN_MS} ms after warm-up · ` +
     `a fresh scanner per ~4 MiB stream, fed as chunk views · MB = 10^6 bytes`,
 );
 L.push('');
@@ -215,3 +222,4 @@ if (!opts['no-save'] && !opts.module && !opts.streams && !opts.chunks) {
   fs.writeFileSync(path.join(HERE, 'results', 'scanner-latest.json'), JSON.stringify({ meta, rows }, null, 2) + '\n');
   console.error('scanner bench: wrote bench/results/scanner-latest.{md,json}');
 }
+if (opts['update-docs']) console.error(`scanner bench: updated ${path.relative(ROOT, updateDocs(ROOT, 'scanner-results', md))}`);

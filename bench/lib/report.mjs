@@ -114,3 +114,67 @@ export function renderMarkdown({ meta, targets, shapes, summary, skipped }) {
   L.push('');
   return L.join('\n');
 }
+
+const COLORS = { native: '#4e79a7', haproxy: '#f28e2b', stunnel: '#76b7b2', proxy: '#e15759' };
+const EXTRA = ['#e15759', '#b07aa1', '#59a14f', '#edc948'];
+const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** A small SVG bar chart of every target's median relative to HAProxy (or native TLS without it). */
+export function renderSvg({ targets, shapes, summary, title }) {
+  const refId = targets.some((t) => t.id === 'haproxy') ? 'haproxy' : targets.some((t) => t.id === 'native') ? 'native' : null;
+  if (!refId) return null;
+  const others = targets.filter((t) => t.id !== refId);
+  if (!others.length) return null;
+  const refLabel = targets.find((t) => t.id === refId).label;
+  const rows = shapes.map((s) => ({
+    s,
+    bars: others.map((t) => {
+      const v = summary[t.id]?.[s.id]?.median;
+      const r = summary[refId]?.[s.id]?.median;
+      return { t, ratio: v != null && r ? v / r : null };
+    }),
+  }));
+  const maxRatio = Math.max(1.25, ...rows.flatMap((r) => r.bars.map((b) => b.ratio ?? 0)));
+  const scaleMax = Math.ceil(maxRatio * 4) / 4;
+  const left = 300;
+  const plotW = 420;
+  const barH = 12;
+  const groupGap = 12;
+  const top = 62 + 16 * Math.ceil(others.length / 2);
+  const groupH = others.length * (barH + 2) + groupGap;
+  const height = top + rows.length * groupH + 30;
+  const width = left + plotW + 60;
+  const x = (v) => left + (Math.min(v, scaleMax) / scaleMax) * plotW;
+  let extra = 0;
+  const color = new Map(others.map((t) => [t.id, COLORS[t.id] ?? EXTRA[extra++ % EXTRA.length]]));
+  const o = [];
+  o.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`);
+  o.push(`<rect width="100%" height="100%" fill="white"/>`);
+  o.push(`<text x="10" y="20" font-size="14" font-weight="bold">${esc(title ?? '')}</text>`);
+  o.push(`<text x="10" y="38">median ÷ ${esc(refLabel)} (throughput: right is faster; RSS: right is more memory)</text>`);
+  others.forEach((t, i) => {
+    const lx = 10 + (i % 2) * 330;
+    const ly = 60 + Math.floor(i / 2) * 16;
+    o.push(`<rect x="${lx}" y="${ly - 10}" width="10" height="10" fill="${color.get(t.id)}"/><text x="${lx + 14}" y="${ly}">${esc(t.label)}</text>`);
+  });
+  for (let g = 0; g <= scaleMax + 1e-9; g += 0.25) {
+    const gx = x(g);
+    o.push(`<line x1="${gx}" y1="${top - 4}" x2="${gx}" y2="${height - 24}" stroke="${Math.abs(g - 1) < 1e-9 ? '#333' : '#ddd'}"/>`);
+    if (Math.abs(g * 2 - Math.round(g * 2)) < 1e-9) o.push(`<text x="${gx}" y="${height - 10}" text-anchor="middle">${g.toFixed(1)}×</text>`);
+  }
+  rows.forEach((row, gi) => {
+    const gy = top + gi * groupH;
+    o.push(`<text x="${left - 8}" y="${gy + (others.length * (barH + 2)) / 2 + 4}" text-anchor="end">${esc(row.s.label)}</text>`);
+    row.bars.forEach((b, bi) => {
+      const by = gy + bi * (barH + 2);
+      if (b.ratio == null) {
+        o.push(`<text x="${left + 4}" y="${by + barH - 2}" fill="#999">—</text>`);
+        return;
+      }
+      o.push(`<rect x="${left}" y="${by}" width="${Math.max(1, x(b.ratio) - left)}" height="${barH}" fill="${color.get(b.t.id)}"/>`);
+      o.push(`<text x="${x(b.ratio) + 4}" y="${by + barH - 2}" font-size="10">${b.ratio.toFixed(2)}</text>`);
+    });
+  });
+  o.push('</svg>');
+  return o.join('\n') + '\n';
+}
