@@ -1,0 +1,121 @@
+// Certificate rotation the way a Kubernetes Secret volume does it: the files are symlinks through
+// `..data`, which the kubelet swaps atomically to a new timestamped folder. New handshakes must
+// present the new certificate within seconds, without a restart or a signal; reloads_total counts
+// it; the expiry gauge follows; open connections are untouched. A pair whose key does not match
+// is refused (reloads_total{result="error"}) and the last good certificate stays.
+import assert from 'node:assert/strict';
+import { mkdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { OPENSSL } from '../helpers/certs.js';
+import { makeTempDir, run, sleep, waitFor } from '../helpers/common.js';
+import { logTail } from '../helpers/fixture.js';
+import { metricValue, startProxy, waitForMetric } from '../helpers/proxy.js';
+import { startRedis } from '../helpers/redis.js';
+import { encodeCommand } from '../helpers/resp.js';
+import { openTls } from '../helpers/tls-conn.js';
+
+const RELOADS = 'resp_tls_proxy_reloads_total';
+const EXPIRY = 'resp_tls_proxy_tls_cert_expiry_timestamp_seconds';
+
+async function openssl(cwd: string, ...args: string[]): Promise<void> {
+  const r = await run(OPENSSL, args, { cwd, timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`openssl ${args.join(' ')} failed (${r.code}): ${r.stderr}${r.stdout}`);
+}
+
+/** A self-signed localhost certificate valid for `days`, as tls.crt and tls.key in `dir`. */
+async function makeCert(dir: string, days: number): Promise<void> {
+  mkdirSync(dir, { recursive: true });
+  await openssl(dir, 'genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'tls.key');
+  await openssl(dir, 'req', '-x509', '-new', '-key', 'tls.key', '-sha256', '-days', String(days), '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-out', 'tls.crt');
+}
+
+/** Points `..data` at `target` atomically: a new symlink renamed over the old one (what the kubelet's AtomicWriter does). */
+function swapData(volume: string, target: string): void {
+  const tmp = path.join(volume, '..data_tmp');
+  symlinkSync(target, tmp);
+  renameSync(tmp, path.join(volume, '..data'));
+}
+
+async function servedCert(port: number): Promise<{ fingerprint: string; serial: string; validTo: number }> {
+  const conn = await openTls(port);
+  try {
+    const c = conn.peerCertificate();
+    return { fingerprint: c.fingerprint256, serial: c.serialNumber, validTo: Date.parse(c.valid_to) / 1000 };
+  } finally {
+    conn.close();
+  }
+}
+
+describe('certificate rotation through a Kubernetes Secret volume', { timeout: 120_000 }, () => {
+  test('swapping ..data makes new handshakes present the new certificate; a mismatched pair is refused', { timeout: 90_000 }, async (t) => {
+    const volume = makeTempDir('resp-tls-proxy-secret-');
+    const first = '..2026_01_01_00_00_00.000000001';
+    const second = '..2026_02_01_00_00_00.000000002';
+    const third = '..2026_03_01_00_00_00.000000003';
+    await makeCert(path.join(volume, first), 30);
+    await makeCert(path.join(volume, second), 400);
+    // The third: the key of one certificate next to another one's certificate.
+    await makeCert(path.join(volume, third), 10);
+    await makeCert(path.join(volume, 'other'), 10);
+    renameSync(path.join(volume, 'other', 'tls.key'), path.join(volume, third, 'tls.key'));
+    symlinkSync(first, path.join(volume, '..data'));
+    symlinkSync(path.join('..data', 'tls.crt'), path.join(volume, 'tls.crt'));
+    symlinkSync(path.join('..data', 'tls.key'), path.join(volume, 'tls.key'));
+
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({
+      backend: { host: '127.0.0.1', port: redis.port },
+      tls: { cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key') },
+    });
+    t.after(() => proxy.stop());
+
+    const before = await servedCert(proxy.port);
+    const m0 = await proxy.metrics();
+    assert.equal(metricValue(m0, EXPIRY), before.validTo, 'expiry gauge = notAfter of the first certificate');
+    const success0 = metricValue(m0, RELOADS, { result: 'success' });
+    const errors0 = metricValue(m0, RELOADS, { result: 'error' });
+
+    // A connection opened before the rotation.
+    const open = await openTls(proxy.port);
+    t.after(() => open.close());
+    assert.equal((await open.request(encodeCommand(['PING'])))[0]!.toString(), '+PONG\r\n');
+
+    // Rotate: new folder, ..data swapped, old folder removed (as the kubelet does).
+    const swappedAt = Date.now();
+    swapData(volume, second);
+    rmSync(path.join(volume, first), { recursive: true, force: true });
+    const after = await waitFor('the new certificate on a new handshake', async () => {
+      const c = await servedCert(proxy.port);
+      return c.fingerprint !== before.fingerprint ? c : null;
+    }, 10_000, 100);
+    const tookMs = Date.now() - swappedAt;
+    assert.notEqual(after.serial, before.serial);
+    assert.ok(after.validTo > before.validTo + 300 * 86400, `new notAfter ${after.validTo} vs old ${before.validTo}`);
+
+    // Counted once (later folder events that do not change the content are not reloads).
+    await sleep(1_000);
+    const m1 = await proxy.metrics();
+    assert.equal(metricValue(m1, RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
+    assert.equal(metricValue(m1, RELOADS, { result: 'error' }), errors0, logTail(proxy));
+    assert.equal(metricValue(m1, EXPIRY), after.validTo, 'expiry gauge follows the new certificate');
+    assert.ok(proxy.logs().some((r) => r.msg === 'configuration reloaded' && r.trigger === 'certificate files changed'), logTail(proxy));
+
+    // The connection opened before the rotation goes on.
+    assert.equal((await open.request(encodeCommand(['PING'])))[0]!.toString(), '+PONG\r\n');
+    assert.equal(open.isEnded, false);
+
+    // A key that does not match its certificate: counted as an error, the second certificate stays.
+    swapData(volume, third);
+    const m2 = await waitForMetric(proxy, RELOADS, { result: 'error' }, (v) => v >= errors0 + 1, 10_000);
+    assert.equal(metricValue(m2, RELOADS, { result: 'error' }), errors0 + 1, logTail(proxy));
+    assert.equal(metricValue(m2, RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
+    const still = await servedCert(proxy.port);
+    assert.equal(still.fingerprint, after.fingerprint, 'the last good certificate is still served');
+    assert.equal(metricValue(m2, EXPIRY), after.validTo);
+    assert.equal(proxy.proc.exitCode, null, 'the proxy runs on');
+    t.diagnostic(`new certificate served ${tookMs} ms after the ..data swap (serial ${before.serial} → ${after.serial}, notAfter +${Math.round((after.validTo - before.validTo) / 86400)} days); reloads success ${success0}→${success0 + 1}, error ${errors0}→${errors0 + 1} after the mismatched pair`);
+  });
+});
