@@ -79,6 +79,13 @@ def main():
 
 def make_context(a):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    # Some Python builds (e.g. CPython 3.11.0-3.11.2, Debian's 3.11.2) set SSL_OP_IGNORE_UNEXPECTED_EOF
+    # by default: OpenSSL then reports a TCP EOF without close_notify as a clean close, which would
+    # blind this oracle. Clear it, and refuse to run if it cannot be cleared.
+    if hasattr(ssl, 'OP_IGNORE_UNEXPECTED_EOF'):
+        ctx.options &= ~ssl.OP_IGNORE_UNEXPECTED_EOF
+        if ctx.options & ssl.OP_IGNORE_UNEXPECTED_EOF:
+            raise RuntimeError('cannot clear SSL_OP_IGNORE_UNEXPECTED_EOF')
     if a.cafile:
         ctx.load_verify_locations(a.cafile)
         ctx.check_hostname = True
@@ -217,11 +224,12 @@ def run(a, payload, res, t0):
             pass
         except ssl.SSLZeroReturnError:
             res['close'] = 'close_notify'
-        except ssl.SSLEOFError as e:
-            res['close'] = 'ragged_eof'
-            res['error'] = 'SSLEOFError: %s' % e
         except ssl.SSLError as e:
-            res['close'] = 'ssl_error'
+            # SSLEOFError; or, on Pythons that do not map it, OpenSSL 3's UNEXPECTED_EOF_WHILE_READING
+            if isinstance(e, ssl.SSLEOFError) or getattr(e, 'reason', None) == 'UNEXPECTED_EOF_WHILE_READING':
+                res['close'] = 'ragged_eof'
+            else:
+                res['close'] = 'ssl_error'
             res['error'] = '%s: %s' % (type(e).__name__, e)
         flush_out()
         if res['close'] is None and st['raw_reset']:
