@@ -25,6 +25,7 @@ import {
   stopChild,
   tail,
   track,
+  descendants,
   treeRssKiB,
   which,
 } from './lib/procs.mjs';
@@ -422,6 +423,7 @@ async function measureIdleRss(target) {
       const alive = inst.alive();
       res = {
         value: ready.ok ? (after - before) / ready.ok : null,
+        processes: 1 + descendants(inst.pid).length,
         before_kib: before,
         after_kib: after,
         connections: ready.ok,
@@ -491,8 +493,12 @@ async function main() {
   if (!which('openssl')) fail('openssl is required');
   const haveHaproxy = wanted('haproxy') ? await ensureTool(['haproxy'], 'haproxy') : null;
   const haveStunnel = wanted('stunnel') ? await ensureTool(['stunnel4', 'stunnel'], 'stunnel4') : null;
-  if (wanted('haproxy') && !haveHaproxy) skipped.push({ target: 'HAProxy', reason: 'haproxy not installed and could not be installed' });
-  if (wanted('stunnel') && !haveStunnel) skipped.push({ target: 'stunnel', reason: 'stunnel4 not installed and could not be installed' });
+  for (const [id, have, label, pkg] of [['haproxy', haveHaproxy, 'HAProxy', 'haproxy'], ['stunnel', haveStunnel, 'stunnel', 'stunnel4']]) {
+    if (wanted(id) && !have) {
+      skipped.push({ target: label, reason: `not found on PATH, and apt-get install ${pkg} did not provide it` });
+      warn(`bench: skipping ${label}: not found on PATH, and apt-get install ${pkg} did not provide it`);
+    }
+  }
 
   const versions = {
     redis: await versionOf('redis-server', ['--version'], /v=(\S+)/),
@@ -556,7 +562,12 @@ async function main() {
         skipped.push({ target: `resp-tls-proxy (--node ${spec})`, reason: err.message });
         continue;
       }
-      const v = (await run(bin, ['--version'], { timeoutMs: 10_000 })).stdout.trim();
+      const v = (await run(bin, ['--version'], { timeoutMs: 10_000 })).stdout.trim().split('\n')[0];
+      if (!/^v\d+\./.test(v)) {
+        skipped.push({ target: `resp-tls-proxy (--node ${spec})`, reason: `${bin} --version printed '${v}', not a Node.js version` });
+        warn(`bench: skipping resp-tls-proxy (--node ${spec}): ${bin} is not a Node.js binary`);
+        continue;
+      }
       const multi = specs.length > 1;
       const major = v.replace(/^v/, '').split('.')[0];
       defs.push({
@@ -672,7 +683,7 @@ async function main() {
     const uniq = [...new Set(Object.values(tlsSeen))];
     notes.push(uniq.length === 1 ? `TLS negotiated with a Node client on every target: ${uniq[0]}` : `TLS negotiated (Node client): ${JSON.stringify(tlsSeen)}`);
   }
-  notes.push(
+  if (shapes.some((s) => s.kind === 'rss')) notes.push(
     'RSS: VmRSS delta of a freshly started target (for resp-tls-proxy: its process plus all descendants) before/after ' +
       `${IDLE_CONNS} idle TLS connections (handshake + PING each, from a separate node process), divided by the connections; ` +
       'for HAProxy/stunnel/resp-tls-proxy it excludes the redis-server behind them.',
