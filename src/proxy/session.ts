@@ -128,7 +128,10 @@ export class Session {
 
   /** Refuse the connection: the proxy is at limits.max_clients. */
   rejectMaxClients(): void {
-    this.close('max_clients', MAX_CLIENTS_REPLY);
+    // Not synchronously: 'secureConnection' is emitted from inside OpenSSL's handshake, and under
+    // TLS 1.3 an end() made there loses its close_notify (the client sees a ragged EOF).
+    this.client.pause(); // read nothing until close() turns input into discarding
+    setImmediate(() => this.close('max_clients', MAX_CLIENTS_REPLY));
   }
 
   // ---- the one close path -------------------------------------------------------------------
@@ -452,6 +455,6 @@ function repeat(reply: Buffer, times: number): Buffer {
 export function refuse(socket: TLSSocket, drainMs: number): void {
   socket.on('error', () => socket.destroy());
   socket.resume();
-  socket.end();
+  setImmediate(() => socket.end()); // not inside the handshake: see Session.rejectMaxClients
   setTimeout(() => socket.destroy(), drainMs).unref();
 }

@@ -1,0 +1,127 @@
+// limits.max_clients: with the limit reached, the next client gets exactly Redis's text
+// `-ERR max number of clients reached` and an orderly close (close_notify, FIN), and nothing it
+// sent reaches the backend; the clients already connected keep working, and once one leaves a
+// new client is served.
+import assert from 'node:assert/strict';
+import tls from 'node:tls';
+import { describe, test } from 'node:test';
+import { waitFor } from '../helpers/common.js';
+import { logTail, useStack } from '../helpers/fixture.js';
+import { metricValue, waitForMetric } from '../helpers/proxy.js';
+import { encodeCommand } from '../helpers/resp.js';
+import { describe as showResult, strictClient } from '../helpers/strict-client.js';
+
+const CLOSES = 'resp_tls_proxy_client_closes_total';
+const MAX_CLIENTS_REPLY = '-ERR max number of clients reached\r\n';
+
+/** A long-lived TLS client: one command at a time, one reply line each. */
+class Held {
+  private buf = '';
+  private waiter: ((line: string) => void) | null = null;
+  ended = false;
+
+  private constructor(readonly sock: tls.TLSSocket) {
+    sock.setEncoding('latin1');
+    sock.on('data', (d: string) => {
+      this.buf += d;
+      this.flush();
+    });
+    sock.on('end', () => { this.ended = true; });
+    sock.on('error', () => { this.ended = true; });
+  }
+
+  static open(port: number): Promise<Held> {
+    return new Promise((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false });
+      sock.once('secureConnect', () => resolve(new Held(sock)));
+      sock.once('error', reject);
+    });
+  }
+
+  private flush(): void {
+    const i = this.buf.indexOf('\r\n');
+    if (i < 0 || this.waiter === null) return;
+    const line = this.buf.slice(0, i);
+    this.buf = this.buf.slice(i + 2);
+    const w = this.waiter;
+    this.waiter = null;
+    w(line);
+  }
+
+  /** Sends one command and resolves its first reply line (rejects after timeoutMs). */
+  command(args: string[], timeoutMs = 10_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no reply to ${args.join(' ')} within ${timeoutMs} ms (ended=${this.ended})`)), timeoutMs);
+      this.waiter = (line) => {
+        clearTimeout(timer);
+        resolve(line);
+      };
+      this.sock.write(encodeCommand(args));
+      this.flush();
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.sock.once('close', () => resolve());
+      this.sock.end();
+      setTimeout(() => this.sock.destroy(), 5_000).unref();
+    });
+  }
+}
+
+describe('limits.max_clients: 3', { timeout: 120_000 }, () => {
+  const stack = useStack({ proxy: () => ({ limits: { max_clients: 3 } }) });
+  const held: Held[] = [];
+
+  test('three clients connect and work', { timeout: 30_000 }, async () => {
+    for (let i = 0; i < 3; i++) held.push(await Held.open(stack.proxy.port));
+    for (const [i, h] of held.entries()) assert.equal(await h.command(['SET', `mc:${i}`, 'v']), '+OK');
+    const text = await stack.proxy.metrics();
+    assert.equal(metricValue(text, 'resp_tls_proxy_connections_active'), 3, text);
+  });
+
+  test('the fourth gets exactly the max-clients error, then close_notify; its command never reaches the backend', { timeout: 30_000 }, async () => {
+    const r = await strictClient({
+      port: stack.proxy.port,
+      payload: encodeCommand(['SET', 'mc:fourth', 'x']),
+      caFile: stack.certs.caFile,
+    });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), MAX_CLIENTS_REPLY, why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.equal(r.tcpEnd, 'fin', why);
+    assert.equal(r.writeError, null, why);
+    assert.equal(await stack.redis.cli('EXISTS', 'mc:fourth'), '0');
+  });
+
+  test('a fourth client that sends nothing is refused the same way', { timeout: 30_000 }, async () => {
+    const r = await strictClient({ port: stack.proxy.port, payload: Buffer.alloc(0), caFile: stack.certs.caFile });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), MAX_CLIENTS_REPLY, why);
+    assert.equal(r.close, 'close_notify', why);
+  });
+
+  test('the three are untouched and still work', { timeout: 30_000 }, async () => {
+    for (const h of held) assert.equal(await h.command(['PING']), '+PONG');
+  });
+
+  test('after one of them leaves, a new client is served', { timeout: 30_000 }, async () => {
+    await held.shift()!.close();
+    // the refused clients and the one that left must all be gone before the slot is free
+    await waitForMetric(stack.proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 2, 10_000);
+    const r = await strictClient({ port: stack.proxy.port, payload: encodeCommand(['GET', 'mc:1']), caFile: stack.certs.caFile, afterWrite: 'close_notify' });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), '$1\r\nv\r\n', why);
+    assert.equal(r.close, 'close_notify', why);
+  });
+
+  test('/metrics: two graceful max_clients closes, none abrupt', { timeout: 15_000 }, async () => {
+    for (const h of held.splice(0)) await h.close();
+    await waitFor('every connection closed', async () => metricValue(await stack.proxy.metrics(), 'resp_tls_proxy_connections_active') === 0, 10_000);
+    const text = await stack.proxy.metrics();
+    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'max_clients' }), 2, text);
+    assert.equal(metricValue(text, CLOSES, { mode: 'abrupt', reason: 'max_clients' }), 0, text);
+    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'client_closed' }), 4, text);
+  });
+});
