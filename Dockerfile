@@ -4,7 +4,7 @@
 #
 #   docker build -t resp-tls-proxy:0.1.0 .
 #
-# Runtime contract (docs/deploy.md):
+# Runtime contract (README.md, section Deploy):
 #   /etc/resp-tls-proxy/config.yaml   the YAML config (mount it read-only)
 #   /etc/resp-tls-proxy/tls/          tls.crt, tls.key (and ca.crt for mutual TLS)
 #   6380/tcp                          TLS listener (listen.port)
@@ -13,7 +13,7 @@
 # The process writes nothing to disk, so the container runs with a read-only root filesystem.
 
 # ---- build: dev dependencies + TypeScript compile -------------------------------------------
-FROM node:24-bookworm-slim AS build
+FROM node:26-trixie-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -22,7 +22,7 @@ COPY src ./src
 RUN npm run build
 
 # ---- runtime: production dependencies + dist/ only ------------------------------------------
-FROM node:24-bookworm-slim AS runtime
+FROM node:26-trixie-slim AS runtime
 
 # tini as PID 1: forwards SIGTERM/SIGHUP to node and reaps zombies.
 # hadolint ignore=DL3008

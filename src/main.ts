@@ -6,17 +6,19 @@
 // replaces a worker that dies.
 import cluster, { type Worker } from 'node:cluster';
 import os from 'node:os';
-import { AggregatorRegistry, Counter, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
-import { PREFIX, createMetrics, type Metrics } from './observability/metrics.js';
+import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
 import { Listener, loadTlsMaterial } from './proxy/listener.js';
 import { pingBackend } from './proxy/upstream.js';
 import { Reloader } from './reload.js';
 import { packageVersion } from './version.js';
 
 const READY_PING_TIMEOUT_MS = 1000;
+/** How often the backend_up gauge probes the backend. */
+const BACKEND_PROBE_INTERVAL_MS = 5000;
 /** A worker that dies sooner than this after its start is replaced only after this delay. */
 const RESPAWN_BACKOFF_MS = 1000;
 
@@ -66,6 +68,16 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
   return { listener, address, state, shutdown };
 }
 
+/** Keep a backend_up gauge current: the process that serves /metrics PINGs the backend now and then. */
+function probeBackend(state: { current: Config }, gauge: Gauge): void {
+  const probe = (): void => {
+    const { host, port } = state.current.backend;
+    void pingBackend(host, port, READY_PING_TIMEOUT_MS).then((ok) => gauge.set(ok ? 1 : 0));
+  };
+  probe();
+  setInterval(probe, BACKEND_PROBE_INTERVAL_MS).unref();
+}
+
 function readiness(state: { current: Config; draining: boolean }, listening: () => boolean): AdminHandlers['notReady'] {
   return async () => {
     if (state.draining) return 'shutting down';
@@ -79,6 +91,7 @@ async function runSingle(config: Config, configPath: string, log: Logger): Promi
   const version = packageVersion();
   const metrics = createMetrics(version);
   const serving = await startServing(config, configPath, metrics, log);
+  probeBackend(serving.state, backendUpGauge([metrics.registry]));
   const admin = await startAdmin(
     config.admin.host,
     config.admin.port,
@@ -137,6 +150,7 @@ async function runPrimary(config: Config, count: number, log: Logger): Promise<v
   });
   restarts.inc(0);
   const state = { current: config, draining: false };
+  probeBackend(state, backendUpGauge([own]));
   const listening = new Set<number>();
   const startedAt = new Map<number, number>();
   let announced = false;

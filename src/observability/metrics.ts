@@ -123,3 +123,11 @@ export function createMetrics(version: string) {
   m.draining.set(0);
   return m;
 }
+
+/**
+ * 1 when the backend answered the last PING probe (every few seconds), else 0. Declared
+ * separately because with workers the primary process, which probes, owns it.
+ */
+export function backendUpGauge(registers: Registry[]): Gauge {
+  return new Gauge({ name: `${PREFIX}backend_up`, help: 'Whether the backend answered the last PING probe (1) or not (0).', aggregator: 'min', registers });
+}

@@ -93,9 +93,13 @@ export class Listener {
     });
     this.server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecureConnection(socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
-      const reason = handshakeFailureReason(err);
+      // A client certificate that does not verify (another CA, expired) is not an OpenSSL error:
+      // Node checks it after the handshake, destroys the socket and reports "socket hang up";
+      // only authorizationError tells why.
+      const certError = socket.authorizationError as unknown as string | undefined;
+      const reason = certError ? 'client_certificate' : handshakeFailureReason(err);
       metrics.handshakeFailures.labels(reason).inc();
-      this.log.debug({ reason, err: err.message }, 'TLS handshake failed');
+      this.log.debug({ reason, err: err.message, ...(certError ? { cert_error: String(certError) } : {}) }, 'TLS handshake failed');
       socket.destroy();
     });
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
@@ -196,7 +200,7 @@ function handshakeFailureReason(err: NodeJS.ErrnoException): HandshakeFailureRea
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
   if (code === 'ECONNRESET' || code === 'EPIPE') return 'reset';
   if (/CERTIFICATE|PEER_DID_NOT_RETURN/.test(code)) return 'client_certificate';
-  if (/VERSION|PROTOCOL_VERSION/.test(code)) return 'version';
+  if (/VERSION|UNSUPPORTED_PROTOCOL/.test(code)) return 'version';
   if (code.startsWith('ERR_SSL_')) return 'protocol';
   return 'other';
 }

@@ -98,7 +98,9 @@ export class Session {
   /** Start proxying: open the backend connection. */
   start(): void {
     if (this.cfg.limits.idle_timeout_ms > 0) {
-      this.client.setTimeout(this.cfg.limits.idle_timeout_ms, () => this.onIdle());
+      // on(), not setTimeout(ms, cb): that registers cb once, so a re-armed timer would fire unheard.
+      this.client.on('timeout', () => this.onIdle());
+      this.client.setTimeout(this.cfg.limits.idle_timeout_ms);
     }
     const started = performance.now();
     const backend = new BackendSocket();
@@ -304,8 +306,8 @@ export class Session {
   }
 
   private onIdle(): void {
-    if (this.status !== 'proxying') return;
-    if (this.owed() > 0 || (this.scanner.subscribeSeen && !this.cfg.limits.idle_timeout_pubsub)) {
+    if (this.status === 'closing' || this.status === 'closed') return;
+    if (this.status === 'connecting' || this.owed() > 0 || (this.scanner.subscribeSeen && !this.cfg.limits.idle_timeout_pubsub)) {
       this.client.setTimeout(this.cfg.limits.idle_timeout_ms); // busy, or exempt: look again later
       return;
     }

@@ -7,9 +7,10 @@
 // multibulk commands go out as views into the caller's chunk (zero copy). The bytes of an
 // incomplete command are held back until it completes, so a command rejected by a later header
 // never reaches the backend; a command whose held bytes pass HOLD_MAX_BYTES (a large SET value,
-// say) streams through instead, so memory stays bounded. Held bytes are *copied* into one owned
-// buffer rather than kept as views: a view per chunk costs ~100 bytes of heap per held byte when
-// a client trickles one byte per read, and a view pins its whole parent chunk.
+// say) streams through instead, so memory stays bounded. A held piece of HOLD_COPY_BELOW bytes
+// or more is kept as a view; shorter pieces are copied together into one owned buffer, because
+// a view per piece would cost ~100 bytes of heap per byte to a client that sends one byte per
+// read (and would pin each whole parent chunk for a few bytes of it).
 
 import { encodeMultibulk, splitArgs } from './inline.js';
 import { expectedDollar, violation, type ProtocolViolation } from './replies.js';
@@ -22,6 +23,9 @@ export interface ScannerLimits {
 
 /** Held-back bytes of one incomplete multibulk command before it starts streaming. */
 export const HOLD_MAX_BYTES = 64 * 1024;
+
+/** A held piece shorter than this is copied into the owned tail buffer; a longer one is kept as a view. */
+export const HOLD_COPY_BELOW = 1024;
 
 /** Redis refuses multibulk counts above INT_MAX whatever its configuration. */
 const INT_MAX = 2147483647;
@@ -66,8 +70,6 @@ export class RequestScanner {
   private readonly maxMultibulk: number;
   private readonly maxBulk: number;
   private readonly maxInline: number;
-  /** Most bytes ever held: a multibulk command streams past HOLD_MAX_BYTES, an inline line fails past maxInline + 1. */
-  private readonly holdCap: number;
 
   private state = START;
   private acc = 0; // the number being read, or the element count while reading elements
@@ -84,15 +86,17 @@ export class RequestScanner {
   private nameHit = false;
   private readonly nameBuf = Buffer.alloc(NAME_MAX);
   private streaming = false; // the current command's first bytes already went out
-  /** Owned copy of the current incomplete command's bytes from earlier chunks (or null). */
-  private hold: Buffer | null = null;
-  private heldBytes = 0;
+  /** The current incomplete command's bytes from earlier chunks: views and sealed copies, in order. */
+  private held: Buffer[] = [];
+  private heldBytes = 0; // including the tail's
+  /** Owned buffer collecting short held pieces after `held`; only tail[0, tailLen) is data. */
+  private tail: Buffer | null = null;
+  private tailLen = 0;
 
   constructor(limits: ScannerLimits) {
     this.maxMultibulk = Math.min(limits.maxMultibulkLen, INT_MAX);
     this.maxBulk = limits.maxBulkLen;
     this.maxInline = limits.maxInlineLen;
-    this.holdCap = Math.max(HOLD_MAX_BYTES, limits.maxInlineLen + 1);
   }
 
   /** True while a command has started but not finished (bytes held or streaming). */
@@ -268,7 +272,12 @@ export class RequestScanner {
             break;
           }
           // The whole line is here: [cmdStart, lf] of this chunk, after any held bytes.
-          const line = this.heldBytes > 0 ? Buffer.concat([this.hold!.subarray(0, this.heldBytes), chunk.subarray(0, lf)]) : chunk.subarray(cmdStart, lf);
+          let line: Buffer;
+          if (this.heldBytes > 0) {
+            this.sealTail();
+            this.held.push(chunk.subarray(0, lf));
+            line = Buffer.concat(this.held);
+          } else line = chunk.subarray(cmdStart, lf);
           const v = this.inlineLine(line, out, chunk, emitStart, cmdStart);
           if (v !== null) return this.fail(v, chunk, out, emitStart, cmdStart, commands);
           if (this.lastInlineArgs > 0) commands++;
@@ -348,28 +357,47 @@ export class RequestScanner {
     this.state = FAILED;
   }
 
-  /** Copy chunk[from, end) after the held bytes, growing the hold buffer by doubling. */
+  /** Hold chunk[from, end): a long piece as a view, a short one copied onto the tail buffer. */
   private holdAppend(chunk: Buffer, from: number): void {
-    const need = this.heldBytes + (chunk.length - from);
-    let hold = this.hold;
-    if (hold === null || hold.length < need) {
-      // Doubling, but never past what may be held (so at most need or holdCap bytes).
-      const grown = Buffer.allocUnsafe(Math.max(need, Math.min(hold === null ? 256 : hold.length * 2, this.holdCap)));
-      if (hold !== null) hold.copy(grown, 0, 0, this.heldBytes);
-      hold = this.hold = grown;
+    const part = chunk.length - from;
+    this.heldBytes += part;
+    if (part >= HOLD_COPY_BELOW) {
+      this.sealTail();
+      this.held.push(from === 0 ? chunk : chunk.subarray(from));
+      return;
     }
-    chunk.copy(hold, this.heldBytes, from);
-    this.heldBytes = need;
+    let tail = this.tail;
+    const len = this.tailLen;
+    if (tail === null || tail.length - len < part) {
+      // Doubling: a client trickling bytes costs at most twice what it sent, in one buffer.
+      const grown = Buffer.allocUnsafe(Math.max(len + part, tail === null ? 256 : tail.length * 2));
+      if (tail !== null) tail.copy(grown, 0, 0, len);
+      tail = this.tail = grown;
+    }
+    chunk.copy(tail, len, from);
+    this.tailLen = len + part;
   }
 
-  /** Forward the held bytes. The buffer now belongs to `out`: never write to it again. */
+  /** Move the tail's data into `held`; the next short piece starts a new tail buffer. */
+  private sealTail(): void {
+    if (this.tail === null) return;
+    this.held.push(this.tail.subarray(0, this.tailLen));
+    this.tail = null;
+    this.tailLen = 0;
+  }
+
+  /** Forward the held bytes. The buffers now belong to `out`: never write to them again. */
   private flushHeld(out: Buffer[]): void {
-    if (this.heldBytes > 0) out.push(this.hold!.subarray(0, this.heldBytes));
+    this.sealTail();
+    for (const b of this.held) out.push(b);
     this.dropHeld();
   }
 
   private dropHeld(): void {
-    this.hold = null;
+    if (this.heldBytes === 0) return;
+    this.held = [];
     this.heldBytes = 0;
+    this.tail = null;
+    this.tailLen = 0;
   }
 }

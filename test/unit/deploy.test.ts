@@ -1,4 +1,4 @@
-// The deploy files (Dockerfile, deploy/**, docs/deploy.md) agree with each other and with
+// The deploy files (Dockerfile, deploy/**, the README Deploy section) agree with each other and with
 // config/default.yaml: ports, paths, probes, timeouts, the entry command, metric names.
 // Nothing here needs Docker, a cluster or Prometheus: every file is parsed and cross-checked.
 import { test } from 'node:test';
@@ -53,6 +53,7 @@ const PROXY_METRICS: Record<string, MetricSpec> = {
   build_info: { type: 'gauge', labels: { version: null } },
   connection_duration_seconds: { type: 'histogram' },
   workers_restarted_total: { type: 'counter' },
+  backend_up: { type: 'gauge' },
 };
 /** Labels Prometheus attaches to every scraped series (static config, ServiceMonitor). */
 const TARGET_LABELS = new Set(['job', 'instance', 'namespace', 'pod', 'service', 'container', 'endpoint']);
@@ -261,9 +262,16 @@ function dockerignored(patterns: string[], file: string): boolean {
 }
 
 // ---------------------------------------------------------------------------------------------
-// docs/deploy.md
+// the README Deploy section
 
-const DOCS = read('docs/deploy.md');
+/** The README's "## Deploy" section, up to the next top-level section. */
+const DOCS = ((): string => {
+  const readme = read('README.md');
+  const start = readme.indexOf('\n## Deploy\n');
+  assert.ok(start >= 0, 'README.md has a "## Deploy" section');
+  const end = readme.indexOf('\n## ', start + 1);
+  return readme.slice(start, end < 0 ? undefined : end);
+})();
 
 /** Fenced code blocks: [info string, body]. */
 function codeBlocks(md: string): Array<{ lang: string; body: string; index: number }> {
@@ -283,20 +291,20 @@ function codeBlocks(md: string): Array<{ lang: string; body: string; index: numb
 /** The documented entry command: the first code block after the words "entry command". */
 function documentedEntryCommand(): string {
   const at = DOCS.search(/entry command/i);
-  assert.ok(at >= 0, 'docs/deploy.md names the image\'s entry command');
+  assert.ok(at >= 0, 'the README Deploy section names the image\'s entry command');
   const block = codeBlocks(DOCS).find((b) => b.index > at);
-  assert.ok(block, 'a code block follows "entry command" in docs/deploy.md');
+  assert.ok(block, 'a code block follows "entry command" in the README Deploy section');
   return block.body.trim().replace(/\s+/g, ' ');
 }
 
-/** The shell command in docs/deploy.md that starts with `docker run`, continuations joined. */
+/** The shell command in the README Deploy section that starts with `docker run`, continuations joined. */
 function documentedDockerRun(): string {
   for (const b of codeBlocks(DOCS)) {
     const joined = b.body.replace(/\\\n\s*/g, ' ');
     const line = joined.split('\n').find((l) => l.trim().startsWith('docker run'));
     if (line) return line.trim().replace(/\s+/g, ' ');
   }
-  assert.fail('docs/deploy.md has a `docker run` command');
+  assert.fail('the README Deploy section has a `docker run` command');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -661,7 +669,7 @@ test('Dockerfile: multi-stage, non-root, ports, health check, tini, entry comman
   const cmd = execForm(runtime.filter((i) => i.cmd === 'CMD').pop()!.args, 'CMD');
   assert.deepEqual(cmd, ['node', 'dist/cli.js', '--config', '/etc/resp-tls-proxy/config.yaml']);
 
-  assert.equal(documentedEntryCommand(), [...entrypoint, ...cmd].join(' '), 'docs/deploy.md documents the entry command');
+  assert.equal(documentedEntryCommand(), [...entrypoint, ...cmd].join(' '), 'the README Deploy section documents the entry command');
 });
 
 test('.dockerignore keeps build output, secrets and .git out but lets the build inputs in', () => {
@@ -693,7 +701,7 @@ test('.dockerignore keeps build output, secrets and .git out but lets the build 
   }
 });
 
-test('docs/deploy.md: docker run mounts the documented paths read-only and waits for the drain', () => {
+test('the README Deploy section: docker run mounts the documented paths read-only and waits for the drain', () => {
   const run = documentedDockerRun();
   assert.match(run, /--read-only\b/, 'docker run --read-only');
   assert.match(run, /-v \S+:\/etc\/resp-tls-proxy\/config\.yaml:ro\b/, 'config mounted at /etc/resp-tls-proxy/config.yaml');
@@ -705,15 +713,15 @@ test('docs/deploy.md: docker run mounts the documented paths read-only and waits
 
   // Every YAML example in the docs parses and uses only real keys.
   const yamlBlocks = codeBlocks(DOCS).filter((b) => b.lang === 'yaml');
-  assert.ok(yamlBlocks.length > 0, 'docs/deploy.md shows a container config');
+  assert.ok(yamlBlocks.length > 0, 'the README Deploy section shows a container config');
   for (const b of yamlBlocks) {
     const config = parseYaml(b.body) as Obj;
-    assertKeysKnown(config, 'docs/deploy.md yaml example');
+    assertKeysKnown(config, 'the README Deploy section yaml example');
     assert.equal(effective(config).listen.host, '0.0.0.0', 'docs example: listen.host in a container');
     assert.equal(effective(config).admin.host, '0.0.0.0', 'docs example: admin.host in a container');
   }
   for (const heading of ['## Deploy', '### Container image', '### Kubernetes', '### Docker Compose', '### Grafana', '### systemd']) {
-    assert.ok(DOCS.includes(`\n${heading}`) || DOCS.startsWith(heading), `docs/deploy.md has "${heading}"`);
+    assert.ok(DOCS.includes(`\n${heading}`) || DOCS.startsWith(heading), `the README Deploy section has "${heading}"`);
   }
 });
 
