@@ -26,8 +26,26 @@ interface SniEntry {
   backend: { host: string; port: number } | null;
 }
 
+/**
+ * Cipher suites offered. TLS 1.2: ECDHE key exchange (forward secrecy) with AEAD ciphers only —
+ * Mozilla's "intermediate" profile without DHE; Node's default would also take CBC/SHA-1 suites
+ * and static-RSA key exchange. TLS 1.3: all three standard suites, named because a list without
+ * TLS 1.3 names would disable TLS 1.3.
+ */
+export const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 export function loadTlsMaterial(cfg: Config['tls']): TlsMaterial {
-  const base = { minVersion: cfg.min_version, ...(cfg.ca_file !== null ? { ca: readFileSync(cfg.ca_file) } : {}) };
+  const base = { minVersion: cfg.min_version, ciphers: CIPHERS, ...(cfg.ca_file !== null ? { ca: readFileSync(cfg.ca_file) } : {}) };
   const expiries: number[] = [];
   const read = (certFile: string, keyFile: string): tls.SecureContextOptions => {
     const cert = readFileSync(certFile);
