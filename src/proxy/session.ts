@@ -251,7 +251,9 @@ export class Session {
         bytes_in: this.bytesIn,
         bytes_out: this.bytesOut,
         commands: this.scanner.commands,
-        ...(violation !== null && reason === 'protocol_error' ? { violation: violation.code, limit: violation.limit } : {}),
+        ...(violation !== null && reason === 'protocol_error'
+          ? { violation: violation.code, limit: violation.limit, ...(this.scanner.errorSample !== '' ? { sample: this.scanner.errorSample } : {}) }
+          : {}),
         ...(this.unavailable !== null ? { cause: this.unavailable } : {}),
       },
       `closing because ${reason.replace(/_/g, ' ')}`,

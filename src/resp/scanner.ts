@@ -64,6 +64,12 @@ export class RequestScanner {
   commands = 0;
   /** Set when the stream broke a limit or the grammar; nothing more is accepted after it. */
   error: ProtocolViolation | null = null;
+  /**
+   * After a violation in a header line (a count, a length, a missing '$'): that line up to the
+   * offending byte, at most 24 bytes, printable. Empty for inline lines and bulk data, which may
+   * hold secrets (AUTH arguments).
+   */
+  errorSample = '';
   /** Set once the client issued SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR. */
   subscribeSeen = false;
 
@@ -133,30 +139,30 @@ export class RequestScanner {
           const c = chunk[i++]!;
           if (c >= 49 && c <= 57) {
             acc = c - 48;
-            if (acc > maxMb) return this.fail(violation('invalid_multibulk_length', 'max_multibulk_len'), chunk, out, emitStart, cmdStart, commands);
+            if (acc > maxMb) return this.fail(violation('invalid_multibulk_length', 'max_multibulk_len'), chunk, out, emitStart, cmdStart, commands, i);
             state = MB_DIGITS;
           } else if (c === 48) {
             acc = 0;
             state = MB_ZERO;
           } else if (c === 45 /* - */) {
             state = MB_NEG_FIRST;
-          } else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          } else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           break;
         }
         case MB_DIGITS: {
           const c = chunk[i++]!;
           if (c >= 48 && c <= 57) {
             acc = acc * 10 + (c - 48);
-            if (acc > maxMb) return this.fail(violation('invalid_multibulk_length', 'max_multibulk_len'), chunk, out, emitStart, cmdStart, commands);
+            if (acc > maxMb) return this.fail(violation('invalid_multibulk_length', 'max_multibulk_len'), chunk, out, emitStart, cmdStart, commands, i);
           } else if (c === 13) state = MB_LF;
-          else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           break;
         }
         case MB_ZERO:
         case BULK_ZERO: {
           if (chunk[i++] !== 13) {
             const v = state === MB_ZERO ? violation('invalid_multibulk_length', 'syntax') : violation('invalid_bulk_length', 'syntax');
-            return this.fail(v, chunk, out, emitStart, cmdStart, commands);
+            return this.fail(v, chunk, out, emitStart, cmdStart, commands, i);
           }
           state = state === MB_ZERO ? MB_LF : BULK_LF;
           break;
@@ -176,17 +182,17 @@ export class RequestScanner {
             }
             // Already 19 digits, or 19 above the bound: no continuation can be valid.
             if (++this.negLen > 19 || (this.negLen === 19 && this.negCmp > 0)) {
-              return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+              return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
             }
             state = MB_NEG_DIGITS;
           } else if (c === 13 && state === MB_NEG_DIGITS) {
             acc = -1;
             state = MB_LF;
-          } else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          } else return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           break;
         }
         case MB_LF:
-          if (chunk[i++] !== 10) return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          if (chunk[i++] !== 10) return this.fail(violation('invalid_multibulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           if (acc <= 0) {
             // "*0" and "*-N": Redis consumes them without a reply. Nothing to forward.
             if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
@@ -202,7 +208,7 @@ export class RequestScanner {
           break;
         case BULK_DOLLAR: {
           const c = chunk[i++]!;
-          if (c !== 36 /* $ */) return this.fail(expectedDollar(c), chunk, out, emitStart, cmdStart, commands);
+          if (c !== 36 /* $ */) return this.fail(expectedDollar(c), chunk, out, emitStart, cmdStart, commands, i);
           state = BULK_FIRST;
           break;
         }
@@ -210,25 +216,25 @@ export class RequestScanner {
           const c = chunk[i++]!;
           if (c >= 49 && c <= 57) {
             acc = c - 48;
-            if (acc > maxBulk) return this.fail(violation('invalid_bulk_length', 'max_bulk_len'), chunk, out, emitStart, cmdStart, commands);
+            if (acc > maxBulk) return this.fail(violation('invalid_bulk_length', 'max_bulk_len'), chunk, out, emitStart, cmdStart, commands, i);
             state = BULK_DIGITS;
           } else if (c === 48) {
             acc = 0;
             state = BULK_ZERO;
-          } else return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          } else return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           break;
         }
         case BULK_DIGITS: {
           const c = chunk[i++]!;
           if (c >= 48 && c <= 57) {
             acc = acc * 10 + (c - 48);
-            if (acc > maxBulk) return this.fail(violation('invalid_bulk_length', 'max_bulk_len'), chunk, out, emitStart, cmdStart, commands);
+            if (acc > maxBulk) return this.fail(violation('invalid_bulk_length', 'max_bulk_len'), chunk, out, emitStart, cmdStart, commands, i);
           } else if (c === 13) state = BULK_LF;
-          else return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          else return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           break;
         }
         case BULK_LF:
-          if (chunk[i++] !== 10) return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          if (chunk[i++] !== 10) return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           this.nameLen = this.elemIndex === 0 && acc >= NAME_MIN && acc <= NAME_MAX ? acc : 0;
           bulkLeft = acc;
           state = acc === 0 ? BULK_CR : BULK_BODY;
@@ -244,11 +250,11 @@ export class RequestScanner {
           break;
         }
         case BULK_CR:
-          if (chunk[i++] !== 13) return this.fail(violation('bulk_not_crlf', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          if (chunk[i++] !== 13) return this.fail(violation('bulk_not_crlf', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           state = BULK_LF2;
           break;
         case BULK_LF2:
-          if (chunk[i++] !== 10) return this.fail(violation('bulk_not_crlf', 'syntax'), chunk, out, emitStart, cmdStart, commands);
+          if (chunk[i++] !== 10) return this.fail(violation('bulk_not_crlf', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           if (this.nameLen > 0) {
             this.nameHit = this.isUncountableName();
             this.nameLen = 0;
@@ -266,7 +272,7 @@ export class RequestScanner {
           const lf = chunk.indexOf(10, i);
           if (lf === -1) {
             if (this.heldBytes + (n - cmdStart) > this.maxInline + 1) {
-              return this.fail(violation('too_big_inline', 'max_inline_len'), chunk, out, emitStart, cmdStart, commands);
+              return this.fail(violation('too_big_inline', 'max_inline_len'), chunk, out, emitStart, cmdStart, commands, -1);
             }
             i = n;
             break;
@@ -279,7 +285,7 @@ export class RequestScanner {
             line = Buffer.concat(this.held);
           } else line = chunk.subarray(cmdStart, lf);
           const v = this.inlineLine(line, out, chunk, emitStart, cmdStart);
-          if (v !== null) return this.fail(v, chunk, out, emitStart, cmdStart, commands);
+          if (v !== null) return this.fail(v, chunk, out, emitStart, cmdStart, commands, -1); // no sample of inline lines
           if (this.lastInlineArgs > 0) commands++;
           i = lf + 1;
           emitStart = i;
@@ -349,8 +355,9 @@ export class RequestScanner {
   }
 
   /** Record a violation; forward the complete commands before it and nothing of the offender. */
-  private fail(v: ProtocolViolation, chunk: Buffer, out: Buffer[], emitStart: number, cmdStart: number, commands: number): void {
+  private fail(v: ProtocolViolation, chunk: Buffer, out: Buffer[], emitStart: number, cmdStart: number, commands: number, at: number): void {
     if (!this.streaming && cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
+    this.errorSample = headerSample(v, chunk, at);
     this.dropHeld();
     this.error = v;
     this.commands = commands;
@@ -400,4 +407,17 @@ export class RequestScanner {
     this.tail = null;
     this.tailLen = 0;
   }
+}
+
+function headerSample(v: ProtocolViolation, chunk: Buffer, at: number): string {
+  if (at < 0 || (v.code !== 'invalid_multibulk_length' && v.code !== 'invalid_bulk_length' && v.code !== 'expected_dollar')) return '';
+  let from = Math.max(0, at - 24);
+  const lf = chunk.lastIndexOf(10, at - 1);
+  if (lf >= from) from = lf + 1;
+  let text = '';
+  for (let k = from; k < at; k++) {
+    const c = chunk[k]!;
+    text += c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : `\\x${c.toString(16).padStart(2, '0')}`;
+  }
+  return text;
 }
