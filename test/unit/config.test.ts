@@ -47,6 +47,8 @@ describe('parseConfigText', () => {
         min_version: 'TLSv1.2',
         handshake_timeout_ms: 10000,
         self_signed_if_missing: false,
+        allow: null,
+        sni: [],
       },
       backend: { host: '127.0.0.1', port: 6379, connect_timeout_ms: 3000 },
       limits: {
@@ -55,6 +57,7 @@ describe('parseConfigText', () => {
         max_inline_len: 65536,
         max_clients: 10000,
         idle_timeout_ms: 0,
+        idle_timeout_pubsub: false,
       },
       close: { drain_timeout_ms: 5000, drain_max_bytes: 67108864 },
       shutdown: { grace_ms: 10000 },
