@@ -21,7 +21,7 @@ export interface Proxy {
   proc: ChildProcess;
   /** The config file that was written. */
   configFile: string;
-  /** The certificates the proxy serves (the shared test set unless `tls` was given). */
+  /** The shared test certificate set (the proxy serves its server certificate unless `tls.cert_file` was given). */
   certs: TestCerts;
   /** Sends SIGTERM (or `signal`) to the proxy's own pid and waits for exit (SIGKILL after `timeoutMs`, default 15 s). */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<ExitInfo>;
@@ -41,7 +41,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 /**
  * Writes `config` as YAML and starts the proxy. `listen` and `admin` default to 127.0.0.1 port 0,
- * `tls` defaults to the shared test certificates, `shutdown.grace_ms` to 1000 (so stop() is quick).
+ * `tls.cert_file`/`key_file` default to the shared test server certificate, `shutdown.grace_ms` to 1000 (so stop() is quick).
  * Resolves once the proxy logs `"msg":"listening"` with numeric `port` and `admin_port`;
  * rejects with the captured output if it exits first or 10 s pass.
  */
@@ -51,7 +51,7 @@ export async function startProxy(config: Config = {}, opts: { startTimeoutMs?: n
   const cfg: Config = { ...config };
   cfg.listen = { host: '127.0.0.1', port: 0, ...(isObject(config.listen) ? config.listen : {}) };
   cfg.admin = { host: '127.0.0.1', port: 0, ...(isObject(config.admin) ? config.admin : {}) };
-  cfg.tls = isObject(config.tls) ? config.tls : { cert_file: certs.certFile, key_file: certs.keyFile };
+  cfg.tls = { cert_file: certs.certFile, key_file: certs.keyFile, ...(isObject(config.tls) ? config.tls : {}) };
   cfg.shutdown = { grace_ms: 1000, ...(isObject(config.shutdown) ? config.shutdown : {}) };
 
   const dir = makeTempDir('resp-tls-proxy-config-');
