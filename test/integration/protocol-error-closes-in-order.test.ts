@@ -35,6 +35,7 @@ describe('MSET over limits.max_multibulk_len: 2', { timeout: 180_000 }, () => {
       assert.equal(r.wrote, payload.length, why);
       assert.equal(r.reply.toString('latin1'), ERR.multibulk, why);
       assert.equal(r.close, 'close_notify', why);
+      assert.equal(r.tcpEnd, 'fin', `close_notify must be followed by a FIN, not a reset\n${why}`);
       assert.equal(r.tlsVersion, `TLSv${tlsVersion}`);
       // The backend never received the command.
       assert.equal(await stack.redis.cli('DBSIZE'), '0');
