@@ -21,6 +21,11 @@ const READY_PING_TIMEOUT_MS = 1000;
 const BACKEND_PROBE_INTERVAL_MS = 5000;
 /** A worker that dies sooner than this after its start is replaced only after this delay. */
 const RESPAWN_BACKOFF_MS = 1000;
+/** A worker that does not answer the primary's metrics request this soon is left out of the scrape. */
+const WORKER_METRICS_TIMEOUT_MS = 2000;
+// prom-client's cluster protocol: the worker side is installed by `new AggregatorRegistry()`.
+const METRICS_REQUEST = 'prom-client:getMetricsReq';
+const METRICS_RESPONSE = 'prom-client:getMetricsRes';
 
 type WorkerMessage = { type: 'listening'; port: number; host: string } | { type: 'draining' };
 
@@ -140,8 +145,67 @@ function send(message: WorkerMessage): void {
   process.send?.(message);
 }
 
+/**
+ * The primary's side of prom-client's cluster protocol, asking only the workers that reported
+ * `listening` (so have their answering handler installed) and settling without a worker that
+ * exits or does not answer in time. AggregatorRegistry.clusterMetrics() asks every connected
+ * worker and fails the whole scrape after 5 s if one is still starting or has just died.
+ * (Never construct an AggregatorRegistry in the primary as well: its listener would throw on
+ * these responses.)
+ */
+class WorkerMetrics {
+  private nextId = 0;
+  private readonly pending = new Map<number, { waiting: Set<number>; responses: object[]; finish(): void }>();
+
+  constructor(private readonly log: Logger) {
+    cluster.on('message', (w: Worker, msg: { type?: string; requestId?: number; metrics?: object[]; error?: string }) => {
+      if (msg?.type !== METRICS_RESPONSE || typeof msg.requestId !== 'number') return;
+      const req = this.pending.get(msg.requestId);
+      if (req === undefined || !req.waiting.delete(w.id)) return;
+      if (msg.error !== undefined) this.log.warn({ worker: w.id, err: msg.error }, 'worker metrics failed; left out of this scrape');
+      else for (const m of msg.metrics ?? []) req.responses.push(m);
+      if (req.waiting.size === 0) req.finish();
+    });
+  }
+
+  /** Prometheus text summed over `workerIds` ('' when there are none). */
+  collect(workerIds: Iterable<number>): Promise<string> {
+    const workers = [...workerIds].map((id) => cluster.workers?.[id]).filter((w): w is Worker => w !== undefined && w.isConnected());
+    if (workers.length === 0) return Promise.resolve('');
+    const requestId = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const req = {
+        waiting: new Set(workers.map((w) => w.id)),
+        responses: [] as object[],
+        finish: () => {
+          clearTimeout(timer);
+          this.pending.delete(requestId);
+          AggregatorRegistry.aggregate(req.responses).metrics().then(resolve, reject);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.log.warn({ workers: [...req.waiting] }, 'worker did not answer the metrics request in time; left out of this scrape');
+        req.finish();
+      }, WORKER_METRICS_TIMEOUT_MS);
+      this.pending.set(requestId, req);
+      for (const w of workers) {
+        w.send({ type: METRICS_REQUEST, requestId }, (err: Error | null) => {
+          if (err) this.forget(w.id);
+        });
+      }
+    });
+  }
+
+  /** A worker exited (or its channel failed): no request waits for it any more. */
+  forget(workerId: number): void {
+    for (const req of [...this.pending.values()]) {
+      if (req.waiting.delete(workerId) && req.waiting.size === 0) req.finish();
+    }
+  }
+}
+
 async function runPrimary(config: Config, count: number, log: Logger): Promise<void> {
-  const aggregator = new AggregatorRegistry();
+  const workerMetrics = new WorkerMetrics(log);
   const own = new Registry();
   const restarts = new Counter({
     name: `${PREFIX}workers_restarted_total`,
@@ -179,8 +243,8 @@ async function runPrimary(config: Config, count: number, log: Logger): Promise<v
     config.admin.port,
     {
       metrics: async () => {
-        const workers = listening.size > 0 ? await aggregator.clusterMetrics() : '';
-        return { contentType: aggregator.contentType, body: `${workers}\n${await own.metrics()}` };
+        const workers = await workerMetrics.collect(listening);
+        return { contentType: own.contentType, body: `${workers}\n${await own.metrics()}` };
       },
       notReady: readiness(state, () => listening.size > 0),
     },
@@ -189,6 +253,7 @@ async function runPrimary(config: Config, count: number, log: Logger): Promise<v
 
   cluster.on('exit', (w, code, signal) => {
     listening.delete(w.id);
+    workerMetrics.forget(w.id);
     if (state.draining) {
       if (Object.keys(cluster.workers ?? {}).length === 0) {
         log.info('all workers exited; shutdown complete');

@@ -16,6 +16,8 @@ export interface TlsConn {
   readonly isEnded: boolean;
   /** The certificate the server presented. */
   peerCertificate(): tls.PeerCertificate;
+  /** Ends our side (close_notify, FIN) and resolves when the connection has ended. */
+  end(timeoutMs?: number): Promise<void>;
   close(): void;
 }
 
@@ -109,6 +111,13 @@ export function openTls(port: number, opts: { ca?: string | Buffer; timeoutMs?: 
           return ended;
         },
         peerCertificate: () => socket.getPeerCertificate(),
+        end: async (timeoutMs = 10_000) => {
+          socket.end();
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([endedP, new Promise((res) => { timer = setTimeout(res, timeoutMs); })]);
+          clearTimeout(timer);
+          socket.destroy();
+        },
         close: () => socket.destroy(),
       });
     });

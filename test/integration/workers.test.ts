@@ -1,0 +1,145 @@
+// workers: 2 — two node:cluster workers share the listener; the primary's /metrics sums them;
+// a worker killed with SIGKILL is replaced (workers_restarted_total) while the other keeps
+// serving; SIGTERM to the primary drains the workers and exits 0.
+import assert from 'node:assert/strict';
+import { readFileSync, readdirSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { request } from 'undici';
+import { sleep, waitFor } from '../helpers/common.js';
+import { logTail } from '../helpers/fixture.js';
+import { closeRecords, metricValue, startProxy, type Proxy } from '../helpers/proxy.js';
+import { startRedis } from '../helpers/redis.js';
+import { encodeCommand } from '../helpers/resp.js';
+import { openTls } from '../helpers/tls-conn.js';
+
+/** Pids of the live (not zombie) children of `ppid`, from /proc. */
+function childrenOf(ppid: number): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // pid (comm) state ppid …; comm may hold spaces and parentheses
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(fields[1]) === ppid && fields[0] !== 'Z') out.push(Number(name));
+  }
+  return out.sort((a, b) => a - b);
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** One connection: PING, then an orderly close from our side. */
+async function pingOnce(proxy: Proxy, ca: Buffer): Promise<void> {
+  const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
+  try {
+    const [r] = await c.request(encodeCommand(['PING']), 1, 15_000);
+    assert.equal(r!.toString('latin1'), '+PONG\r\n');
+    await c.end();
+  } finally {
+    c.close();
+  }
+}
+
+/** GET /metrics: status and how long it took. */
+async function scrape(proxy: Proxy): Promise<{ status: number; ms: number; body: string }> {
+  const t0 = Date.now();
+  const res = await request(`http://127.0.0.1:${proxy.adminPort}/metrics`, { headersTimeout: 15_000, bodyTimeout: 15_000 });
+  const body = await res.body.text();
+  return { status: res.statusCode, ms: Date.now() - t0, body };
+}
+
+/** A scrape must answer 200 promptly even while a worker starts or has just died. */
+const SCRAPE_MAX_MS = 3_000;
+
+describe('workers: 2', { timeout: 180_000 }, () => {
+  test('two workers serve and /metrics sums them; a killed worker is replaced; SIGTERM exits 0', { timeout: 150_000 }, async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, workers: 2, shutdown: { grace_ms: 1000 } }, { startTimeoutMs: 45_000 });
+    // SIGKILL on the primary would orphan the workers: on failure, kill them by their pids first.
+    t.after(async () => {
+      const workers = childrenOf(proxy.pid);
+      await proxy.stop('SIGTERM', 15_000);
+      for (const pid of workers) {
+        if (alive(pid)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }
+      }
+    });
+    const ca = readFileSync(proxy.certs.caFile);
+    // The first worker is listening; the second may still be starting.
+    const early = await scrape(proxy);
+    assert.equal(early.status, 200, `/metrics while a worker starts: ${early.body}`);
+    assert.ok(early.ms < SCRAPE_MAX_MS, `/metrics took ${early.ms} ms while a worker started`);
+
+    const first = await waitFor('two worker processes', () => {
+      const w = childrenOf(proxy.pid);
+      return w.length === 2 ? w : null;
+    }, 45_000, 100);
+
+    // 20 connections, 5 at a time.
+    const t0 = Date.now();
+    for (let i = 0; i < 20; i += 5) await Promise.all([0, 1, 2, 3, 4].map(() => pingOnce(proxy, ca)));
+    const pingMs = Date.now() - t0;
+    // /metrics answers once every worker has its metrics handler (the second may still be starting).
+    const m1 = await waitFor('/metrics summing 20 connections', async () => {
+      const text = await proxy.metrics();
+      return metricValue(text, 'resp_tls_proxy_connections_total') >= 20 ? text : null;
+    }, 30_000, 200);
+    assert.equal(metricValue(m1, 'resp_tls_proxy_connections_total'), 20, logTail(proxy));
+    assert.equal(metricValue(m1, 'resp_tls_proxy_commands_total'), 20);
+    assert.equal(metricValue(m1, 'resp_tls_proxy_workers_restarted_total'), 0);
+    const servedBy = new Set(closeRecords(proxy.logs()).map((r) => r.pid as number));
+    for (const pid of servedBy) assert.ok(first.includes(pid), `close record from pid ${pid}, not a worker (${first.join(', ')})`);
+
+    // Kill one worker outright: the other keeps serving while the primary starts a replacement.
+    const victim = first[0]!;
+    const killedAt = Date.now();
+    process.kill(victim, 'SIGKILL');
+    const during = await scrape(proxy);
+    assert.equal(during.status, 200, `/metrics right after a worker died: ${during.body}`);
+    assert.ok(during.ms < SCRAPE_MAX_MS, `/metrics took ${during.ms} ms right after a worker died`);
+    await waitFor('the killed worker gone', () => !alive(victim), 10_000);
+    for (let i = 0; i < 5; i++) await pingOnce(proxy, ca);
+    const servedMs = Date.now() - killedAt;
+
+    const second = await waitFor('a replacement worker', () => {
+      const w = childrenOf(proxy.pid);
+      return w.length === 2 && !w.includes(victim) ? w : null;
+    }, 45_000, 100);
+    const replacedMs = Date.now() - killedAt;
+    assert.ok(second.includes(first[1]!), 'the surviving worker is still there');
+    const m2 = await waitFor('workers_restarted_total 1', async () => {
+      const text = await proxy.metrics();
+      return metricValue(text, 'resp_tls_proxy_workers_restarted_total') === 1 ? text : null;
+    }, 30_000, 200);
+    assert.equal(metricValue(m2, 'resp_tls_proxy_workers_restarted_total'), 1);
+    assert.ok(proxy.logs().some((r) => r.msg === 'worker died; starting a new one' && r.signal === 'SIGKILL'), logTail(proxy));
+    for (let i = 0; i < 5; i++) await pingOnce(proxy, ca);
+
+    // SIGTERM to the primary: workers drain, everything exits 0.
+    const stopAt = Date.now();
+    const exit = await proxy.stop('SIGTERM', 30_000);
+    const stopMs = Date.now() - stopAt;
+    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    await waitFor('the workers gone', () => second.every((pid) => !alive(pid)), 10_000);
+    assert.ok(proxy.logs().some((r) => r.msg === 'all workers exited; shutdown complete'), logTail(proxy));
+    await sleep(0);
+    t.diagnostic(`/metrics ${early.ms} ms while the second worker started, ${during.ms} ms right after the SIGKILL; workers ${first.join(',')}; 20 PINGs in ${pingMs} ms (closes logged by ${servedBy.size} worker(s)); connections_total ${metricValue(m1, 'resp_tls_proxy_connections_total')}; after SIGKILL of ${victim}: 5 PINGs served within ${servedMs} ms, replacement ${second.find((p) => p !== first[1])} up ${replacedMs} ms after the kill; SIGTERM → exit 0 in ${stopMs} ms`);
+  });
+});
