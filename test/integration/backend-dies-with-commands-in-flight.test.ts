@@ -1,0 +1,208 @@
+// When the backend goes away with commands in flight — killed (SIGKILL), shut down from another
+// connection, or closing after QUIT — the client gets every reply the backend sent, then exactly
+// one `-ERR backend connection lost` per forwarded command the backend did not answer, then
+// close_notify: answered + lost == sent, so a client fails exactly the commands that did not
+// complete. In SUBSCRIBE or MONITOR mode replies cannot be counted per command, and none are
+// invented.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { describe, test } from 'node:test';
+import { sleep, waitFor } from '../helpers/common.js';
+import { logTail, useStack, type Stack } from '../helpers/fixture.js';
+import { metricSamples, metricValue, waitForMetric } from '../helpers/proxy.js';
+import { encodeCommand, encodePipeline, show, splitReplies } from '../helpers/resp.js';
+import { describe as showResult, strictClient, type StrictClientResult } from '../helpers/strict-client.js';
+
+const LOST = '-ERR backend connection lost\r\n';
+const CLOSES = 'resp_tls_proxy_client_closes_total';
+const COMMANDS = 'resp_tls_proxy_commands_total';
+
+const repeat = (s: string, n: number): string => s.repeat(n);
+
+/** Is a client of the backend (CLIENT LIST run directly) at `cmd`, with every `extra` field (e.g. 'sub=2')? */
+async function backendClientAt(stack: Stack, cmd: string, ...extra: string[]): Promise<boolean> {
+  const list = await stack.redis.cli('CLIENT', 'LIST');
+  return list.split('\n').some((l) => l.includes(` cmd=${cmd} `) && extra.every((e) => l.includes(` ${e} `)));
+}
+
+/** Waits until the proxy has counted `n` more forwarded commands than `base`. */
+async function waitForwarded(stack: Stack, base: number, n: number): Promise<void> {
+  const text = await waitForMetric(stack.proxy, COMMANDS, {}, (v) => v >= base + n, 10_000);
+  assert.ok(metricValue(text, COMMANDS) >= base + n, `the proxy forwarded ${metricValue(text, COMMANDS) - base} of ${n} commands`);
+}
+
+/**
+ * The reply is `answered` replies (a prefix of `possible`), then LOST for every other command,
+ * then close_notify; answered + lost == sent.
+ */
+function assertAccounted(stack: Stack, r: StrictClientResult, sent: number, possible: string[], payloadLength: number): { answered: number; lost: number } {
+  const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+  assert.equal(r.close, 'close_notify', why);
+  assert.equal(r.writeError, null, why);
+  assert.equal(r.wrote, payloadLength, why);
+  const { replies, rest } = splitReplies(r.reply);
+  assert.equal(rest.length, 0, `incomplete reply at the end: ${show(rest)}\n${why}`);
+  const texts = replies.map((b) => b.toString('latin1'));
+  const firstLost = texts.indexOf(LOST);
+  const answered = firstLost === -1 ? texts.length : firstLost;
+  assert.deepEqual(texts.slice(0, answered), possible.slice(0, answered), `the answered replies are not the backend's\n${why}`);
+  assert.ok(texts.slice(answered).every((t) => t === LOST), `a reply after the first LOST is not LOST\n${why}`);
+  const lost = texts.length - answered;
+  assert.equal(answered + lost, sent, `answered ${answered} + lost ${lost} != sent ${sent}\n${why}`);
+  return { answered, lost };
+}
+
+async function assertClosesGracefulBackendClosed(stack: Stack, n: number): Promise<void> {
+  const text = await waitForMetric(stack.proxy, CLOSES, { mode: 'graceful', reason: 'backend_closed' }, (v) => v >= n);
+  assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'backend_closed' }), n, text);
+  assert.deepEqual(metricSamples(text, CLOSES, { mode: 'abrupt' }).filter((s) => s.value > 0), [], text);
+}
+
+describe('SIGKILL while BLPOP blocks a pipeline of 1000 PINGs', { timeout: 90_000 }, () => {
+  const stack = useStack();
+  const N = 1000;
+
+  test('SET and GET are answered; BLPOP and every PING get one LOST each; then close_notify', { timeout: 60_000 }, async () => {
+    const base = metricValue(await stack.proxy.metrics(), COMMANDS);
+    const cmds: string[][] = [['SET', 'k', 'v'], ['GET', 'k'], ['BLPOP', 'empty-list', '0']];
+    for (let i = 0; i < N; i++) cmds.push(['PING']);
+    const payload = encodePipeline(cmds);
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 20_000 });
+    await waitFor('BLPOP to block on the backend', () => backendClientAt(stack, 'blpop'), 15_000);
+    await waitForwarded(stack, base, cmds.length);
+    process.kill(stack.redis.pid, 'SIGKILL');
+    const r = await client;
+    assert.equal(r.reply.toString('latin1'), `+OK\r\n$1\r\nv\r\n${repeat(LOST, N + 1)}`, `${showResult(r)}\n${logTail(stack.proxy)}`);
+    const { answered, lost } = assertAccounted(stack, r, cmds.length, ['+OK\r\n', '$1\r\nv\r\n'], payload.length);
+    assert.deepEqual({ answered, lost }, { answered: 2, lost: N + 1 });
+  });
+
+  test('/metrics: one graceful backend_closed, nothing abrupt; the proxy still accepts connections', { timeout: 20_000 }, async () => {
+    await assertClosesGracefulBackendClosed(stack, 1);
+    // The backend is gone for good: a new client learns why, in order.
+    const r = await strictClient({ port: stack.proxy.port, payload: Buffer.from('PING\r\n'), caFile: stack.certs.caFile });
+    assert.match(r.reply.toString('latin1'), /^-ERR backend unavailable \([^\r\n]*ECONNREFUSED\)\r\n$/, showResult(r));
+    assert.equal(r.close, 'close_notify', showResult(r));
+  });
+});
+
+describe('SIGKILL during DEBUG SLEEP', { timeout: 90_000 }, () => {
+  const stack = useStack({ redis: { args: ['--enable-debug-command', 'yes'] } });
+  const N = 50;
+
+  test('whatever the backend had not written when it died is LOST, one per command', { timeout: 60_000 }, async () => {
+    const base = metricValue(await stack.proxy.metrics(), COMMANDS);
+    const cmds: string[][] = [['PING'], ['DEBUG', 'SLEEP', '30']];
+    for (let i = 0; i < N; i++) cmds.push(['ECHO', `e${i}`]);
+    const payload = encodePipeline(cmds);
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 20_000 });
+    await waitForwarded(stack, base, cmds.length);
+    // Redis answers nothing while it sleeps; give it a moment to read the pipeline and start.
+    await sleep(300);
+    process.kill(stack.redis.pid, 'SIGKILL');
+    const r = await client;
+    // +PONG is written only if Redis read PING before DEBUG SLEEP in an earlier event; usually it is lost too.
+    const { answered, lost } = assertAccounted(stack, r, cmds.length, ['+PONG\r\n'], payload.length);
+    assert.ok(answered <= 1 && lost >= N + 1, `answered ${answered}, lost ${lost}`);
+  });
+
+  test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
+    await assertClosesGracefulBackendClosed(stack, 1);
+  });
+});
+
+describe('SHUTDOWN NOSAVE from another connection while a pipeline waits behind BLPOP', { timeout: 90_000 }, () => {
+  const stack = useStack();
+  const N = 100;
+
+  test('SET is answered; BLPOP and the PINGs get one LOST each; then close_notify', { timeout: 60_000 }, async () => {
+    const base = metricValue(await stack.proxy.metrics(), COMMANDS);
+    const cmds: string[][] = [['SET', 'k', 'v'], ['BLPOP', 'empty-list', '0']];
+    for (let i = 0; i < N; i++) cmds.push(['PING']);
+    const payload = encodePipeline(cmds);
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 20_000 });
+    await waitFor('BLPOP to block on the backend', () => backendClientAt(stack, 'blpop'), 15_000);
+    await waitForwarded(stack, base, cmds.length);
+    // SHUTDOWN answers nothing on success: the connection just closes.
+    await new Promise<void>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: stack.redis.port });
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+      s.on('connect', () => s.end(encodeCommand(['SHUTDOWN', 'NOSAVE'])));
+    });
+    const r = await client;
+    assert.equal(r.reply.toString('latin1'), `+OK\r\n${repeat(LOST, N + 1)}`, `${showResult(r)}\n${logTail(stack.proxy)}`);
+    assertAccounted(stack, r, cmds.length, ['+OK\r\n'], payload.length);
+  });
+
+  test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
+    await assertClosesGracefulBackendClosed(stack, 1);
+  });
+});
+
+describe('SUBSCRIBE and MONITOR: no LOST replies are invented', { timeout: 90_000 }, () => {
+  // Each test kills its own backend, so each gets its own stack.
+  describe('SUBSCRIBE', () => {
+    const stack = useStack();
+    test('SUBSCRIBE ch1 ch2, PING, then SIGKILL → the confirmations and the pong, then close_notify, nothing else', { timeout: 60_000 }, async () => {
+      const payload = encodePipeline([['SUBSCRIBE', 'ch1', 'ch2'], ['PING']]);
+      const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 20_000 });
+      await waitFor('the PING in subscribe mode', () => backendClientAt(stack, 'ping', 'sub=2'), 15_000);
+      process.kill(stack.redis.pid, 'SIGKILL');
+      const r = await client;
+      const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+      assert.equal(r.reply.toString('latin1'),
+        '*3\r\n$9\r\nsubscribe\r\n$3\r\nch1\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$3\r\nch2\r\n:2\r\n*2\r\n$4\r\npong\r\n$0\r\n\r\n', why);
+      assert.equal(r.close, 'close_notify', why);
+    });
+    test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
+      await assertClosesGracefulBackendClosed(stack, 1);
+    });
+  });
+
+  describe('MONITOR', () => {
+    const stack = useStack();
+    test('MONITOR, then SIGKILL → +OK and the monitor feed, then close_notify, no LOST', { timeout: 60_000 }, async () => {
+      const payload = encodeCommand(['MONITOR']);
+      const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 20_000 });
+      await waitFor('the MONITOR client', () => backendClientAt(stack, 'monitor'), 15_000);
+      await stack.redis.cli('SET', 'seen-by-monitor', '1');
+      process.kill(stack.redis.pid, 'SIGKILL');
+      const r = await client;
+      const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+      const text = r.reply.toString('latin1');
+      assert.ok(text.startsWith('+OK\r\n'), why);
+      assert.match(text, /"SET" "seen-by-monitor" "1"/, why);
+      assert.ok(!text.includes('backend connection lost'), why);
+      assert.equal(r.close, 'close_notify', why);
+    });
+    test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
+      await assertClosesGracefulBackendClosed(stack, 1);
+    });
+  });
+});
+
+describe('QUIT with more commands pipelined after it', { timeout: 90_000 }, () => {
+  const stack = useStack();
+
+  test('QUIT, PING ×5 → +OK, then five LOST, then close_notify', { timeout: 30_000 }, async () => {
+    const cmds = [['QUIT'], ['PING'], ['PING'], ['PING'], ['PING'], ['PING']];
+    const payload = encodePipeline(cmds);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    assert.equal(r.reply.toString('latin1'), `+OK\r\n${repeat(LOST, 5)}`, `${showResult(r)}\n${logTail(stack.proxy)}`);
+    assertAccounted(stack, r, cmds.length, ['+OK\r\n'], payload.length);
+  });
+
+  test('SET, QUIT, SET, GET (inline) → +OK +OK, two LOST; the SET after QUIT never ran', { timeout: 30_000 }, async () => {
+    const payload = Buffer.from('SET before-quit 1\r\nQUIT\r\nSET after-quit 1\r\nGET before-quit\r\n');
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    assert.equal(r.reply.toString('latin1'), `+OK\r\n+OK\r\n${repeat(LOST, 2)}`, `${showResult(r)}\n${logTail(stack.proxy)}`);
+    assertAccounted(stack, r, 4, ['+OK\r\n', '+OK\r\n'], payload.length);
+    assert.equal(await stack.redis.cli('GET', 'before-quit'), '1');
+    assert.equal(await stack.redis.cli('EXISTS', 'after-quit'), '0');
+  });
+
+  test('/metrics: graceful backend_closed ×2, nothing abrupt', { timeout: 20_000 }, async () => {
+    await assertClosesGracefulBackendClosed(stack, 2);
+  });
+});
