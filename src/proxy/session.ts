@@ -431,10 +431,14 @@ export class Session {
     if (this.answered > 0 || this.finalReply !== null) this.endClient();
   }
 
-  /** The backend went away owing replies: fail exactly the commands it did not answer. */
+  /**
+   * The backend went away owing replies: fail exactly the commands it did not answer. Not when it
+   * stopped in the middle of a reply: the client would read our error text as the rest of that
+   * reply (a value ending in "-ERR backend conn…"); it sees the reply cut short by the close instead.
+   */
   private replyToLost(reply: Buffer): void {
     const owed = this.owed();
-    if (owed > 0 && this.countable()) this.writeClient(repeat(reply, owed));
+    if (owed > 0 && this.countable() && !this.counter.midReply) this.writeClient(repeat(reply, owed));
   }
 
   /** Commands forwarded that the backend has not answered yet. */

@@ -15,6 +15,14 @@ export class ReplyCounter {
   /** Set when the stream stopped parsing as RESP; counting is then unreliable. */
   broken = false;
 
+  /**
+   * True while the stream stands inside a reply: some of it has been seen, not all. Bytes
+   * written to the client now would be read as part of that reply.
+   */
+  get midReply(): boolean {
+    return this.state === BODY || this.type !== 0 || this.stack.length > 0 || this.annotated;
+  }
+
   private state = LINE;
   private type = 0; // type byte of the line being read, 0 before it
   private acc = 0;
@@ -24,6 +32,8 @@ export class ReplyCounter {
   /** Remaining elements of each open aggregate, innermost last, and its type byte. */
   private readonly stack: number[] = [];
   private readonly kinds: number[] = [];
+  /** A top-level attribute ended: the value it annotates has not come yet. */
+  private annotated = false;
 
   feed(chunk: Buffer): void {
     const n = chunk.length;
@@ -94,7 +104,10 @@ export class ReplyCounter {
         // | attribute
         const count = t === 37 || t === 124 ? len * 2 : len;
         if (len < 0 || count === 0) {
-          if (t === 124) return; // an empty attribute annotates the next value
+          if (t === 124) {
+            if (this.stack.length === 0) this.annotated = true;
+            return; // an empty attribute annotates the next value
+          }
           if (t === 62 && this.stack.length === 0) return; // an empty top-level push is no reply either
           this.valueDone();
           return;
@@ -115,13 +128,17 @@ export class ReplyCounter {
       const depth = this.stack.length;
       if (depth === 0) {
         this.replies++;
+        this.annotated = false;
         return;
       }
       const left = --this.stack[depth - 1]!;
       if (left > 0) return;
       this.stack.pop();
       const kind = this.kinds.pop();
-      if (kind === 124) return; // attribute done: the annotated value follows
+      if (kind === 124) {
+        if (this.stack.length === 0) this.annotated = true;
+        return; // attribute done: the annotated value follows
+      }
       if (kind === 62 && this.stack.length === 0) return; // a top-level push is not a reply
     }
   }

@@ -5,7 +5,9 @@
 // complete. In SUBSCRIBE or MONITOR mode replies cannot be counted per command, and none are
 // invented.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import { describe, test } from 'node:test';
 import { sleep, waitFor } from '../helpers/common.js';
 import { logTail, useStack, type Stack } from '../helpers/fixture.js';
@@ -204,5 +206,76 @@ describe('QUIT with more commands pipelined after it', { timeout: 90_000 }, () =
 
   test('/metrics: graceful backend_closed ×2, nothing abrupt', { timeout: 20_000 }, async () => {
     await assertClosesGracefulBackendClosed(stack, 2);
+  });
+});
+
+describe('the backend dies in the middle of a reply', { timeout: 90_000 }, () => {
+  // A 32 MiB value: the proxy relays it to a client that does not read, so most of it still
+  // waits in Redis's output buffer when the proxy's backend connection is killed. Whatever the
+  // proxy then writes after the cut-off reply would be read by the client as part of the value
+  // (a parser that trusts the declared length returns "…vvv-ERR backend conn" as the value when
+  // the cut is close to the end), so nothing may follow it but close_notify.
+  const stack = useStack();
+  const SIZE = 32 * 1024 * 1024;
+
+  test('GET of 32 MiB then PING ×3, backend connection killed mid-reply → the cut-off value and nothing else, then the close', { timeout: 60_000 }, async () => {
+    // SET the value directly, in one request (redis-cli cannot take 32 MiB as an argument).
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: stack.redis.port });
+      s.on('error', reject);
+      s.on('data', (d: Buffer) => {
+        if (d.toString('latin1').startsWith('+OK')) {
+          s.end();
+          resolve();
+        } else reject(new Error(`SET answered ${show(d)}`));
+      });
+      s.on('connect', () => s.write(encodeCommand(['SET', 'huge', Buffer.alloc(SIZE, 'v')])));
+    });
+    const payload = encodePipeline([['GET', 'huge'], ['PING'], ['PING'], ['PING']]);
+    const opts = { host: '127.0.0.1', port: stack.proxy.port, servername: 'localhost', ca: readFileSync(stack.certs.caFile), allowHalfOpen: true };
+    const sock = tls.connect(opts);
+    const chunks: Buffer[] = [];
+    const ended = new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no end within 30 s')), 30_000);
+      sock.on('close', () => clearTimeout(t));
+      sock.on('end', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      sock.on('error', (e) => {
+        clearTimeout(t);
+        reject(e);
+      });
+    });
+    sock.on('data', (d: Buffer) => chunks.push(d));
+    await new Promise<void>((resolve) => sock.once('secureConnect', resolve));
+    sock.pause(); // do not read: the reply backs up into Redis's output buffer
+    sock.write(payload);
+    // The proxy's backend connection, blocked writing the reply (omem > 0 in CLIENT LIST).
+    const id = await waitFor('the proxy\'s backend connection in CLIENT LIST', async () => {
+      const list = await stack.redis.cli('CLIENT', 'LIST');
+      // GET and the PINGs ran; their replies wait in the output buffer (omem).
+      const line = list.split('\n').find((l) => / cmd=(get|ping) /.test(l) && / omem=[1-9]/.test(l));
+      return line === undefined ? undefined : /^id=(\d+)/.exec(line)?.[1];
+    }, 15_000).catch(async (e: unknown) => {
+      sock.destroy();
+      throw new Error(`${String(e)}\n${await stack.redis.cli('CLIENT', 'LIST')}`);
+    });
+    assert.equal(await stack.redis.cli('CLIENT', 'KILL', 'ID', id), '1');
+    sock.resume();
+    await ended;
+    sock.end();
+    const reply = Buffer.concat(chunks);
+    const header = `$${SIZE}\r\n`;
+    const why = `${reply.length} bytes: ${show(reply, 300)}\n${logTail(stack.proxy)}`;
+    assert.equal(reply.subarray(0, header.length).toString('latin1'), header, why);
+    const body = reply.subarray(header.length);
+    assert.ok(body.length < SIZE, `the reply was not cut (${body.length} bytes of ${SIZE})\n${why}`);
+    const foreign = body.findIndex((b) => b !== 0x76);
+    assert.equal(foreign, -1, `bytes other than the value follow the cut-off reply at offset ${foreign}: ${show(body.subarray(foreign, foreign + 200))}\n${why}`);
+  });
+
+  test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
+    await assertClosesGracefulBackendClosed(stack, 1);
   });
 });
