@@ -75,6 +75,7 @@ export class Session {
   private readonly openedAt = performance.now();
   private bytesIn = 0;
   private bytesOut = 0;
+  private clientError: string | null = null; // first client socket error, logged with an abrupt close
 
   constructor(
     private readonly client: TLSSocket,
@@ -255,6 +256,7 @@ export class Session {
           ? { violation: violation.code, limit: violation.limit, ...(this.scanner.errorSample !== '' ? { sample: this.scanner.errorSample } : {}) }
           : {}),
         ...(this.unavailable !== null ? { cause: this.unavailable } : {}),
+        ...(mode === 'abrupt' && this.clientError !== null ? { client_error: this.clientError } : {}),
       },
       `closing because ${reason.replace(/_/g, ' ')}`,
     );
@@ -294,6 +296,7 @@ export class Session {
 
   private onClientError(err: NodeJS.ErrnoException): void {
     if (this.status === 'closed') return;
+    this.clientError ??= err.code ?? err.message;
     if (this.status === 'closing') {
       // After end() errors are expected noise; before it, the client is gone and so is our chance.
       return this.teardown();
