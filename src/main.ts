@@ -8,6 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import os from 'node:os';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
+import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
@@ -38,7 +39,7 @@ export async function runProxy(config: Config, configPath: string): Promise<void
     process.exit(1);
   });
   if (workers <= 1) return runSingle(config, configPath, log);
-  if (cluster.isPrimary) return runPrimary(config, workers, log);
+  if (cluster.isPrimary) return runPrimary(config, configPath, workers, log);
   return runWorker(config, configPath, log.child({ worker: cluster.worker!.id }));
 }
 
@@ -204,7 +205,7 @@ class WorkerMetrics {
   }
 }
 
-async function runPrimary(config: Config, count: number, log: Logger): Promise<void> {
+async function runPrimary(config: Config, configPath: string, count: number, log: Logger): Promise<void> {
   const workerMetrics = new WorkerMetrics(log);
   const own = new Registry();
   const restarts = new Counter({
@@ -216,6 +217,8 @@ async function runPrimary(config: Config, count: number, log: Logger): Promise<v
   const state = { current: config, draining: false };
   probeBackend(state, backendUpGauge([own]));
   const listening = new Set<number>();
+  /** Workers that were still starting when a SIGHUP came. */
+  const reloadOwed = new Set<number>();
   const startedAt = new Map<number, number>();
   let announced = false;
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
@@ -226,6 +229,8 @@ async function runPrimary(config: Config, count: number, log: Logger): Promise<v
     w.on('message', (msg: WorkerMessage) => {
       if (msg.type === 'listening') {
         listening.add(w.id);
+        // A SIGHUP that came while it started: it may have read the file before the change.
+        if (reloadOwed.delete(w.id)) w.process.kill('SIGHUP');
         if (!announced && admin !== null) {
           announced = true;
           log.info(
@@ -253,6 +258,7 @@ async function runPrimary(config: Config, count: number, log: Logger): Promise<v
 
   cluster.on('exit', (w, code, signal) => {
     listening.delete(w.id);
+    reloadOwed.delete(w.id);
     workerMetrics.forget(w.id);
     if (state.draining) {
       if (Object.keys(cluster.workers ?? {}).length === 0) {
@@ -269,10 +275,25 @@ async function runPrimary(config: Config, count: number, log: Logger): Promise<v
     setTimeout(fork, lived < RESPAWN_BACKOFF_MS ? RESPAWN_BACKOFF_MS : 0);
   });
 
-  const forward = (signal: 'SIGHUP' | 'SIGTERM'): void => {
+  const forward = (signal: 'SIGTERM'): void => {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
   };
-  process.on('SIGHUP', () => forward('SIGHUP'));
+  process.on('SIGHUP', () => {
+    // Only a worker that reported listening has its SIGHUP handler: to one still starting the
+    // signal would be fatal (its default action), so it gets the signal once it listens.
+    for (const w of Object.values(cluster.workers ?? {})) {
+      if (w === undefined) continue;
+      if (listening.has(w.id)) w.process.kill('SIGHUP');
+      else reloadOwed.add(w.id);
+    }
+    // The primary probes the backend for /readyz and backend_up: follow the file too. A bad
+    // file is logged and counted by the workers; the primary keeps its config likewise.
+    try {
+      state.current = loadConfigFile(configPath);
+    } catch {
+      // keep the running configuration
+    }
+  });
   const stop = (signal: NodeJS.Signals): void => {
     state.draining = true; // /readyz answers 503 from now on
     log.info({ signal }, 'shutting down: forwarding to workers');

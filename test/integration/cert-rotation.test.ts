@@ -101,7 +101,7 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     assert.equal(metricValue(m1, RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
     assert.equal(metricValue(m1, RELOADS, { result: 'error' }), errors0, logTail(proxy));
     assert.equal(metricValue(m1, EXPIRY), after.validTo, 'expiry gauge follows the new certificate');
-    assert.ok(proxy.logs().some((r) => r.msg === 'configuration reloaded' && r.trigger === 'certificate files changed'), logTail(proxy));
+    await waitFor('the reload log line', () => proxy.logs().some((r) => r.msg === 'configuration reloaded' && r.trigger === 'certificate files changed'), 5_000);
 
     // The connection opened before the rotation goes on.
     assert.equal((await open.request(encodeCommand(['PING'])))[0]!.toString(), '+PONG\r\n');

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
-import { sleep } from '../helpers/common.js';
+import { sleep, waitFor } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { closeRecords, metricValue, waitForMetric } from '../helpers/proxy.js';
 import { encodeCommand } from '../helpers/resp.js';
@@ -39,7 +39,11 @@ describe('limits.idle_timeout_ms: 300', { timeout: 120_000 }, () => {
     const m = await waitForMetric(p, CLOSES, { mode: 'graceful', reason: 'idle_timeout' }, (v) => v >= 2, 5_000);
     assert.equal(metricValue(m, CLOSES, { mode: 'graceful', reason: 'idle_timeout' }), 2, logTail(p));
     assert.equal(metricValue(m, CLOSES, { mode: 'abrupt', reason: 'idle_timeout' }), 0, logTail(p));
-    const recs = closeRecords(p.logs()).filter((r) => r.reason === 'idle_timeout');
+    // (the log lines may reach us after the metric: two pipes)
+    const recs = await waitFor('two idle_timeout close records', () => {
+      const found = closeRecords(p.logs()).filter((r) => r.reason === 'idle_timeout');
+      return found.length >= 2 ? found : null;
+    }, 5_000);
     assert.equal(recs.length, 2);
     assert.ok(recs.every((r) => r.mode === 'graceful' && r.msg === 'closing because idle timeout'), logTail(p));
     t.diagnostic(`idle clients closed after ${silent.elapsedMs} ms (silent) and ${pinged.elapsedMs} ms (after a PING), both close_notify`);

@@ -38,6 +38,19 @@ function tcpConnect(port: number): Promise<string> {
   });
 }
 
+/** Resolves once the proxy's stdout has ended ('exit' may come before the last log lines). */
+function outputDone(proxy: Proxy): Promise<void> {
+  const out = proxy.proc.stdout;
+  if (out === null || out.readableEnded || out.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 5_000);
+    out.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 /** Waits until the proxy counts `n` open client connections. */
 function activeConnections(proxy: Proxy, n: number): Promise<boolean> {
   return waitFor(`${n} active connection(s)`, async () => metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_active') === n, 15_000, 25);
@@ -86,6 +99,7 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     assert.ok(closedMs >= GRACE_MS - 100, `closed ${closedMs} ms after SIGTERM, before the grace period of ${GRACE_MS} ms ended`);
 
     const exit = await exitedAt;
+    await outputDone(proxy);
     assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, logTail(proxy));
     const exitMs = exit.at - signalAt;
     assert.ok(exitMs < GRACE_MS + 3_000, `exit ${exitMs} ms after SIGTERM`);
@@ -121,6 +135,7 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
 
     const [a, b] = await Promise.all([idle, served]);
     const exit = await proxy.exited;
+    await outputDone(proxy);
     const exitMs = Date.now() - secondAt;
     for (const [r, reply] of [[a, ''], [b, '+OK\r\n']] as const) {
       const why = `${showResult(r)}\n${logTail(proxy)}`;

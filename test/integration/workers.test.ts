@@ -2,9 +2,10 @@
 // a worker killed with SIGKILL is replaced (workers_restarted_total) while the other keeps
 // serving; SIGTERM to the primary drains the workers and exits 0.
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
+import YAML from 'yaml';
 import { sleep, waitFor } from '../helpers/common.js';
 import { logTail } from '../helpers/fixture.js';
 import { closeRecords, metricValue, startProxy, type Proxy } from '../helpers/proxy.js';
@@ -104,11 +105,23 @@ describe('workers: 2', { timeout: 180_000 }, () => {
     assert.equal(metricValue(m1, 'resp_tls_proxy_connections_total'), 20, logTail(proxy));
     assert.equal(metricValue(m1, 'resp_tls_proxy_commands_total'), 20);
     assert.equal(metricValue(m1, 'resp_tls_proxy_workers_restarted_total'), 0);
-    const servedBy = new Set(closeRecords(proxy.logs()).map((r) => r.pid as number));
+    const records = await waitFor('20 close records', () => {
+      const found = closeRecords(proxy.logs());
+      return found.length >= 20 ? found : null;
+    }, 5_000);
+    const servedBy = new Set(records.map((r) => r.pid as number));
     for (const pid of servedBy) assert.ok(first.includes(pid), `close record from pid ${pid}, not a worker (${first.join(', ')})`);
+
+    // The backend moves (file changed now, SIGHUP below, while the replacement worker starts).
+    const redis2 = await startRedis();
+    t.after(() => redis2.stop());
+    const cfg = YAML.parse(readFileSync(proxy.configFile, 'utf8')) as { backend: { port: number } };
+    cfg.backend.port = redis2.port;
+    writeFileSync(proxy.configFile, YAML.stringify(cfg));
 
     // Kill one worker outright: the other keeps serving while the primary starts a replacement.
     const victim = first[0]!;
+    const survivor = first[1]!;
     const killedAt = Date.now();
     process.kill(victim, 'SIGKILL');
     const during = await scrape(proxy);
@@ -118,28 +131,48 @@ describe('workers: 2', { timeout: 180_000 }, () => {
     for (let i = 0; i < 5; i++) await pingOnce(proxy, ca);
     const servedMs = Date.now() - killedAt;
 
-    const second = await waitFor('a replacement worker', () => {
-      const w = childrenOf(proxy.pid);
-      return w.length === 2 && !w.includes(victim) ? w : null;
-    }, 45_000, 100);
+    // SIGHUP the moment the replacement process exists (it is still starting): it must not die of
+    // it, and it must still apply the reload once it listens.
+    const replacement = await waitFor('a replacement worker process', () => childrenOf(proxy.pid).find((pid) => pid !== victim && pid !== survivor), 45_000, 10);
+    const replacementSeenMs = Date.now() - killedAt;
+    process.kill(proxy.pid, 'SIGHUP');
+    await waitFor('both workers reloaded', async () => metricValue(await proxy.metrics(), 'resp_tls_proxy_reloads_total', { result: 'success' }) >= 2, 30_000, 100).catch(async (e: Error) => {
+      throw new Error(`${e.message}: reloads_total ${metricValue(await proxy.metrics(), 'resp_tls_proxy_reloads_total', { result: 'success' })}\n${logTail(proxy, 10)}`);
+    });
     const replacedMs = Date.now() - killedAt;
-    assert.ok(second.includes(first[1]!), 'the surviving worker is still there');
-    const m2 = await waitFor('workers_restarted_total 1', async () => {
-      const text = await proxy.metrics();
-      return metricValue(text, 'resp_tls_proxy_workers_restarted_total') === 1 ? text : null;
-    }, 30_000, 200);
-    assert.equal(metricValue(m2, 'resp_tls_proxy_workers_restarted_total'), 1);
-    assert.ok(proxy.logs().some((r) => r.msg === 'worker died; starting a new one' && r.signal === 'SIGKILL'), logTail(proxy));
-    for (let i = 0; i < 5; i++) await pingOnce(proxy, ca);
+    assert.deepEqual(childrenOf(proxy.pid), [survivor, replacement].sort((a, b) => a - b));
+    const m2 = await proxy.metrics();
+    assert.equal(metricValue(m2, 'resp_tls_proxy_workers_restarted_total'), 1, logTail(proxy));
+    assert.equal(metricValue(m2, 'resp_tls_proxy_reloads_total', { result: 'error' }), 0, logTail(proxy));
+    const deaths = proxy.logs().filter((r) => r.msg === 'worker died; starting a new one');
+    assert.deepEqual(deaths.map((r) => r.signal), ['SIGKILL'], logTail(proxy));
+
+    // The old backend goes away: both workers and the primary's readiness probe use the new one.
+    await redis.stop();
+    for (let i = 0; i < 6; i++) {
+      const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
+      try {
+        assert.equal((await c.request(encodeCommand(['INCR', 'served'])))[0]!.toString('latin1'), `:${i + 1}\r\n`, logTail(proxy));
+        await c.end();
+      } finally {
+        c.close();
+      }
+    }
+    assert.equal(await redis2.cli('GET', 'served'), '6');
+    const ready = await request(`http://127.0.0.1:${proxy.adminPort}/readyz`, { headersTimeout: 5_000, bodyTimeout: 5_000 });
+    const readyBody = await ready.body.text();
+    assert.equal(ready.statusCode, 200, `readyz after the backend moved: ${readyBody}`);
+    const second = [survivor, replacement];
 
     // SIGTERM to the primary: workers drain, everything exits 0.
     const stopAt = Date.now();
     const exit = await proxy.stop('SIGTERM', 30_000);
+    if (proxy.proc.stdout && !proxy.proc.stdout.destroyed) await new Promise((resolve) => proxy.proc.stdout!.once('close', resolve));
     const stopMs = Date.now() - stopAt;
     assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
     await waitFor('the workers gone', () => second.every((pid) => !alive(pid)), 10_000);
     assert.ok(proxy.logs().some((r) => r.msg === 'all workers exited; shutdown complete'), logTail(proxy));
     await sleep(0);
-    t.diagnostic(`/metrics ${early.ms} ms while the second worker started, ${during.ms} ms right after the SIGKILL; workers ${first.join(',')}; 20 PINGs in ${pingMs} ms (closes logged by ${servedBy.size} worker(s)); connections_total ${metricValue(m1, 'resp_tls_proxy_connections_total')}; after SIGKILL of ${victim}: 5 PINGs served within ${servedMs} ms, replacement ${second.find((p) => p !== first[1])} up ${replacedMs} ms after the kill; SIGTERM → exit 0 in ${stopMs} ms`);
+    t.diagnostic(`/metrics ${early.ms} ms while the second worker started, ${during.ms} ms right after the SIGKILL; workers ${first.join(',')}; 20 PINGs in ${pingMs} ms (closes logged by ${servedBy.size} worker(s)); connections_total ${metricValue(m1, 'resp_tls_proxy_connections_total')}; after SIGKILL of ${victim}: 5 PINGs served within ${servedMs} ms, replacement ${replacement} seen ${replacementSeenMs} ms after the kill, SIGHUP then, both reloaded ${replacedMs} ms after the kill; SIGTERM → exit 0 in ${stopMs} ms`);
   });
 });
