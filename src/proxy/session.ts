@@ -312,7 +312,7 @@ export class Session {
 
   private onIdle(): void {
     if (this.status === 'closing' || this.status === 'closed') return;
-    if (this.status === 'connecting' || this.owed() > 0 || (this.scanner.subscribeSeen && !this.cfg.limits.idle_timeout_pubsub)) {
+    if (this.status === 'connecting' || (this.countable() && this.owed() > 0) || (this.scanner.subscribeSeen && !this.cfg.limits.idle_timeout_pubsub)) {
       this.client.setTimeout(this.cfg.limits.idle_timeout_ms); // busy, or exempt: look again later
       return;
     }
@@ -449,9 +449,9 @@ export class Session {
     return this.scanner.commands - this.counter.replies;
   }
 
-  /** Reply counting holds: no subscribe/monitor mode, and the reply stream parsed. */
+  /** Reply counting holds: no subscribe/monitor mode or CLIENT REPLY, and the reply stream parsed. */
   private countable(): boolean {
-    return !this.scanner.subscribeSeen && !this.counter.broken;
+    return !this.scanner.repliesUncounted && !this.counter.broken;
   }
 }
 

@@ -53,7 +53,10 @@ const FAILED = 16;
 const UNCOUNTABLE_NAMES = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monitor']);
 /** The same names as lowercase bytes, for the multibulk path (no strings per command). */
 const UNCOUNTABLE_BYTES = [...UNCOUNTABLE_NAMES].map((name) => Buffer.from(name, 'latin1'));
-const NAME_MIN = 7; // "monitor"
+/** CLIENT REPLY OFF|SKIP silences replies: counting stops too (so does CLIENT REPLY ON, to keep it simple). */
+const CLIENT_BYTES = Buffer.from('client', 'latin1');
+const REPLY_BYTES = Buffer.from('reply', 'latin1');
+const NAME_MIN = 6; // "client"
 const NAME_MAX = 10; // "psubscribe", "ssubscribe"
 
 /** -LLONG_MIN: the largest magnitude string2ll() accepts for "*-N" (19 digits). */
@@ -72,6 +75,11 @@ export class RequestScanner {
   errorSample = '';
   /** Set once the client issued SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR. */
   subscribeSeen = false;
+  /**
+   * Set once replies stopped being one per command: after SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR
+   * or CLIENT REPLY. Counting the backend's replies then says nothing about what is unanswered.
+   */
+  repliesUncounted = false;
 
   private readonly maxMultibulk: number;
   private readonly maxBulk: number;
@@ -88,8 +96,11 @@ export class RequestScanner {
   private negCmp = 0;
   // The first argument, when its length could be one of UNCOUNTABLE_BYTES: collected across
   // chunks into nameBuf; nameHit records a match until the command completes.
+  // The second argument is collected the same way when the first is CLIENT (clientHit), to see REPLY.
   private nameLen = 0;
   private nameHit = false;
+  private clientHit = false;
+  private replyHit = false;
   private readonly nameBuf = Buffer.alloc(NAME_MAX);
   private streaming = false; // the current command's first bytes already went out
   /** The current incomplete command's bytes from earlier chunks: views and sealed copies, in order. */
@@ -203,6 +214,8 @@ export class RequestScanner {
             elemsLeft = acc;
             this.elemIndex = 0;
             this.nameHit = false;
+            this.clientHit = false;
+            this.replyHit = false;
             state = BULK_DOLLAR;
           }
           break;
@@ -235,7 +248,7 @@ export class RequestScanner {
         }
         case BULK_LF:
           if (chunk[i++] !== 10) return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
-          this.nameLen = this.elemIndex === 0 && acc >= NAME_MIN && acc <= NAME_MAX ? acc : 0;
+          this.nameLen = (this.elemIndex === 0 && acc >= NAME_MIN && acc <= NAME_MAX) || (this.elemIndex === 1 && this.clientHit && acc === REPLY_BYTES.length) ? acc : 0;
           bulkLeft = acc;
           state = acc === 0 ? BULK_CR : BULK_BODY;
           break;
@@ -256,13 +269,17 @@ export class RequestScanner {
         case BULK_LF2:
           if (chunk[i++] !== 10) return this.fail(violation('bulk_not_crlf', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           if (this.nameLen > 0) {
-            this.nameHit = this.isUncountableName();
+            if (this.elemIndex === 0) {
+              this.nameHit = this.isUncountableName();
+              this.clientHit = this.nameIs(CLIENT_BYTES);
+            } else this.replyHit = this.nameIs(REPLY_BYTES);
             this.nameLen = 0;
           }
           this.elemIndex++;
           if (--elemsLeft === 0) {
             commands++;
-            if (this.nameHit) this.subscribeSeen = true;
+            if (this.nameHit) this.subscribeSeen = this.repliesUncounted = true;
+            if (this.replyHit) this.repliesUncounted = true;
             state = START;
             if (this.heldBytes > 0) this.flushHeld(out);
             this.streaming = false;
@@ -335,7 +352,9 @@ export class RequestScanner {
     this.dropHeld();
     this.lastInlineArgs = args.length;
     if (args.length > 0) {
-      if (UNCOUNTABLE_NAMES.has(args[0]!.toString('latin1').toLowerCase())) this.subscribeSeen = true;
+      const name = args[0]!.toString('latin1').toLowerCase();
+      if (UNCOUNTABLE_NAMES.has(name)) this.subscribeSeen = this.repliesUncounted = true;
+      else if (name === 'client' && args.length > 1 && args[1]!.toString('latin1').toLowerCase() === 'reply') this.repliesUncounted = true;
       out.push(encodeMultibulk(args));
     }
     return null;
@@ -343,15 +362,18 @@ export class RequestScanner {
 
   /** nameBuf[0, nameLen) is one of UNCOUNTABLE_BYTES, ASCII case-insensitively. */
   private isUncountableName(): boolean {
+    for (const name of UNCOUNTABLE_BYTES) if (this.nameIs(name)) return true;
+    return false;
+  }
+
+  /** nameBuf[0, nameLen) is `name` (lowercase letters), ASCII case-insensitively. */
+  private nameIs(name: Buffer): boolean {
     const buf = this.nameBuf;
     const len = this.nameLen;
-    for (const name of UNCOUNTABLE_BYTES) {
-      if (name.length !== len) continue;
-      let j = 0;
-      while (j < len && (buf[j]! | 0x20) === name[j]!) j++; // names are letters only: | 0x20 lowercases
-      if (j === len) return true;
-    }
-    return false;
+    if (name.length !== len) return false;
+    let j = 0;
+    while (j < len && (buf[j]! | 0x20) === name[j]!) j++; // names are letters only: | 0x20 lowercases
+    return j === len;
   }
 
   /** Record a violation; forward the complete commands before it and nothing of the offender. */

@@ -279,3 +279,29 @@ describe('the backend dies in the middle of a reply', { timeout: 90_000 }, () =>
     await assertClosesGracefulBackendClosed(stack, 1);
   });
 });
+
+describe('CLIENT REPLY OFF: replies no longer one per command, so none are invented or waited for', { timeout: 90_000 }, () => {
+  const stack = useStack();
+
+  test('CLIENT REPLY OFF, SET ×2, then the client closes → close_notify at once (not after drain_timeout_ms), no LOST; the SETs ran', { timeout: 30_000 }, async () => {
+    const payload = Buffer.from('CLIENT REPLY OFF\r\nSET reply-off-a 1\r\nSET reply-off-b 2\r\n');
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), '', why);
+    assert.equal(r.close, 'close_notify', why);
+    // The proxy used to wait close.drain_timeout_ms (5 s) for three replies that never come.
+    assert.ok(r.elapsedMs < 3_000, `took ${r.elapsedMs} ms\n${why}`);
+    assert.equal(await stack.redis.cli('MGET', 'reply-off-a', 'reply-off-b'), '1\n2');
+  });
+
+  test('CLIENT REPLY SKIP, then SIGKILL with a BLPOP in flight → the replies sent, no LOST, close_notify', { timeout: 30_000 }, async () => {
+    const payload = encodePipeline([['CLIENT', 'REPLY', 'SKIP'], ['SET', 'skip', '1'], ['GET', 'skip'], ['BLPOP', 'empty-list', '0']]);
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 20_000 });
+    await waitFor('BLPOP to block on the backend', () => backendClientAt(stack, 'blpop'), 15_000);
+    process.kill(stack.redis.pid, 'SIGKILL');
+    const r = await client;
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), '$1\r\n1\r\n', why);
+    assert.equal(r.close, 'close_notify', why);
+  });
+});
