@@ -147,6 +147,9 @@ export class Listener {
   /** New connections get this config and certificate; open ones keep theirs. */
   reload(config: Config, material: TlsMaterial): void {
     this.server.setSecureContext(material.options);
+    // tls.Server reads these per connection: setting or clearing ca_file turns mTLS on or off.
+    const mtls = config.tls.ca_file !== null;
+    Object.assign(this.server, { requestCert: mtls, rejectUnauthorized: mtls });
     this.metrics.certExpiry.set(material.expiresAt);
     this.config = config;
     this.material = material;
