@@ -123,6 +123,6 @@ try {
     process.exitCode = 2;
   } else {
     process.stderr.write(`resp-tls-proxy: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
-    process.exitCode = 1;
+    process.exit(1); // not just exitCode: a listener that did start (TLS up, admin port taken) must not keep the process alive
   }
 }

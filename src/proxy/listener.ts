@@ -105,6 +105,7 @@ export class Listener {
       rejectUnauthorized: config.tls.ca_file !== null,
       SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
+    this.server.maxConnections = socketCap(config);
     metrics.certExpiry.set(material.expiresAt);
     this.server.on('connection', (raw: Timed) => {
       raw[kAcceptedAt] = performance.now();
@@ -150,6 +151,7 @@ export class Listener {
     // tls.Server reads these per connection: setting or clearing ca_file turns mTLS on or off.
     const mtls = config.tls.ca_file !== null;
     Object.assign(this.server, { requestCert: mtls, rejectUnauthorized: mtls });
+    this.server.maxConnections = socketCap(config);
     this.metrics.certExpiry.set(material.expiresAt);
     this.config = config;
     this.material = material;
@@ -216,12 +218,25 @@ export class Listener {
   }
 }
 
+/**
+ * Sockets the listener holds at most, handshaking or not. max_clients counts only connections
+ * past the handshake (they get the "-ERR max number of clients reached" reply); this bounds a
+ * flood of handshakes that never finish, with room for the over-limit replies. Past it the
+ * kernel connection is closed at once.
+ */
+function socketCap(config: Config): number {
+  return config.limits.max_clients * 2 + 100;
+}
+
 function handshakeFailureReason(err: NodeJS.ErrnoException): HandshakeFailureReason {
   const code = err.code ?? '';
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
   if (code === 'ECONNRESET' || code === 'EPIPE') return 'reset';
   if (/CERTIFICATE|PEER_DID_NOT_RETURN/.test(code)) return 'client_certificate';
-  if (/VERSION|UNSUPPORTED_PROTOCOL/.test(code)) return 'version';
+  // WRONG_VERSION_NUMBER is what any non-TLS bytes (port scans, plaintext RESP, HTTP) produce:
+  // garbage, not an old client. A real version mismatch is UNSUPPORTED_PROTOCOL or a
+  // protocol_version alert.
+  if (/UNSUPPORTED_PROTOCOL|PROTOCOL_VERSION|NO_PROTOCOLS_AVAILABLE/.test(code)) return 'version';
   if (code.startsWith('ERR_SSL_')) return 'protocol';
   return 'other';
 }
