@@ -100,6 +100,7 @@ export class Listener {
     this.server = tls.createServer({
       ...material.options,
       allowHalfOpen: true,
+      noDelay: true, // replies go out at once: no Nagle delay on the client side either
       handshakeTimeout: config.tls.handshake_timeout_ms,
       requestCert: config.tls.ca_file !== null,
       rejectUnauthorized: config.tls.ca_file !== null,
