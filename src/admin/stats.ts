@@ -1,21 +1,12 @@
 // `resp-tls-proxy stats`: how a running proxy has been closing its clients, read from its admin
 // /metrics endpoint (resp_tls_proxy_client_closes_total{mode, reason}).
 import { request } from 'undici';
+import { CLOSE_REASONS } from '../proxy/close-reason.js';
 
 export const CLOSES_METRIC = 'resp_tls_proxy_client_closes_total';
 
 /** The reasons of the contract, in the order the table lists them. */
-export const CLOSE_REASONS = [
-  'client_closed',
-  'client_reset',
-  'protocol_error',
-  'backend_closed',
-  'backend_error',
-  'backend_unavailable',
-  'idle_timeout',
-  'max_clients',
-  'shutdown',
-] as const;
+export { CLOSE_REASONS };
 
 export interface CloseCounts {
   graceful: number;

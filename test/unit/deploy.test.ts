@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import client from 'prom-client';
+import { CLOSE_REASONS } from '../../src/proxy/close-reason.js';
 
 // Compiled to dist-test/test/unit/deploy.test.js: the repository is three folders up.
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -23,17 +24,6 @@ interface MetricSpec {
   labels?: Record<string, readonly string[] | null>;
 }
 const PREFIX = 'resp_tls_proxy_';
-const CLOSE_REASONS = [
-  'client_closed',
-  'client_reset',
-  'protocol_error',
-  'backend_closed',
-  'backend_error',
-  'backend_unavailable',
-  'idle_timeout',
-  'max_clients',
-  'shutdown',
-] as const;
 const PROXY_METRICS: Record<string, MetricSpec> = {
   client_closes_total: { type: 'counter', labels: { mode: ['graceful', 'abrupt'], reason: CLOSE_REASONS } },
   protocol_errors_total: {

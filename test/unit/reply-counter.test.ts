@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ReplyCounter } from '../../src/resp/reply-counter.js';
+import { cut } from '../helpers/chunks.js';
 
 const B = (s: string): Buffer => Buffer.from(s, 'latin1');
 
@@ -19,17 +20,6 @@ function count(chunks: readonly Buffer[]): Count {
   return { replies: c.replies, broken: c.broken };
 }
 
-function cut(input: Buffer, offsets: readonly number[]): Buffer[] {
-  const points = [...new Set(offsets.filter((o) => o > 0 && o < input.length))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const p of points) {
-    chunks.push(input.subarray(from, p));
-    from = p;
-  }
-  chunks.push(input.subarray(from));
-  return chunks;
-}
 
 /** [name, stream, complete replies, broken] */
 const VECTORS: [string, string, number, boolean?][] = [

@@ -8,6 +8,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { HOLD_MAX_BYTES, RequestScanner, type ScannerLimits } from '../../src/resp/scanner.js';
+import { cut as cutAt } from '../helpers/chunks.js';
+
+/** Cut `buf` at the given offsets, taken modulo its length + 1. */
+const cut = (buf: Buffer, at: number[]): Buffer[] => cutAt(buf, at.map((a) => a % (buf.length + 1)));
 
 const SEED = 424242;
 const DEFAULTS: ScannerLimits = { maxMultibulkLen: 1048576, maxBulkLen: 536870912, maxInlineLen: 65536 };
@@ -35,18 +39,6 @@ function run(limits: ScannerLimits, chunks: Buffer[]): Outcome {
   };
 }
 
-/** Cut `buf` at the given offsets (any order, duplicates ignored). */
-function cut(buf: Buffer, at: number[]): Buffer[] {
-  const points = [...new Set(at.map((a) => a % (buf.length + 1)))].sort((a, b) => a - b);
-  const out: Buffer[] = [];
-  let prev = 0;
-  for (const p of points) {
-    out.push(buf.subarray(prev, p));
-    prev = p;
-  }
-  out.push(buf.subarray(prev));
-  return out;
-}
 
 /**
  * Parses `buf` as strict multibulk commands (*N>0, then N × $len CRLF body CRLF) and returns how

@@ -7,6 +7,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { splitArgs } from '../../src/resp/inline.js';
 import { HOLD_COPY_BELOW, HOLD_MAX_BYTES, RequestScanner, type ScannerLimits } from '../../src/resp/scanner.js';
+import { cut } from '../helpers/chunks.js';
 
 const LIMITS: ScannerLimits = { maxMultibulkLen: 64, maxBulkLen: 512, maxInlineLen: 128 };
 
@@ -57,18 +58,6 @@ function scan(chunks: readonly Buffer[], limits: ScannerLimits = LIMITS): Outcom
 const whole = (input: Buffer, limits?: ScannerLimits): Outcome => scan([input], limits);
 const byteByByte = (input: Buffer, limits?: ScannerLimits): Outcome => scan([...input].map((b) => Buffer.from([b])), limits);
 const splitAt = (input: Buffer, at: number, limits?: ScannerLimits): Outcome => scan([input.subarray(0, at), input.subarray(at)], limits);
-/** Cuts `input` at the given offsets (any order, duplicates and out-of-range offsets ignored). */
-function cut(input: Buffer, offsets: readonly number[]): Buffer[] {
-  const points = [...new Set(offsets.filter((o) => o > 0 && o < input.length))].sort((a, b) => a - b);
-  const chunks: Buffer[] = [];
-  let from = 0;
-  for (const p of points) {
-    chunks.push(input.subarray(from, p));
-    from = p;
-  }
-  chunks.push(input.subarray(from));
-  return chunks;
-}
 
 interface Vector {
   name: string;
