@@ -32,6 +32,9 @@ type WorkerMessage = { type: 'listening'; port: number; host: string } | { type:
 
 /** Run the proxy until SIGTERM/SIGINT; the process exits 0 after an orderly shutdown. */
 export async function runProxy(config: Config, configPath: string): Promise<void> {
+  // Until the reloader is installed, a SIGHUP must not kill the process (its default action);
+  // the config being loaded is the newest anyway.
+  process.on('SIGHUP', () => undefined);
   const workers = config.workers === 0 ? os.availableParallelism() : config.workers;
   const log = createLogger(config.log.level);
   process.on('uncaughtException', (err) => {

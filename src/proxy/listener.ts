@@ -178,6 +178,7 @@ export class Listener {
 
   /** Close every open connection in order; resolves when all are closed. */
   closeAll(): Promise<void> {
+    this.closingAll = true;
     if (this.sessions.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
       this.whenEmpty.push(resolve);
@@ -186,6 +187,8 @@ export class Listener {
   }
 
   private whenEmpty: (() => void)[] = [];
+  /** Set by closeAll(): a handshake that completes after it is closed at once (reason shutdown). */
+  private closingAll = false;
 
   private onSecureConnection(socket: tls.TLSSocket): void {
     const raw = (socket as unknown as { _parent?: Timed })._parent;
@@ -214,7 +217,8 @@ export class Listener {
       },
     });
     this.sessions.add(session);
-    if (this.sessions.size > this.config.limits.max_clients) session.rejectMaxClients();
+    if (this.closingAll) session.turnAway('shutdown');
+    else if (this.sessions.size > this.config.limits.max_clients) session.turnAway('max_clients');
     else session.start();
   }
 }

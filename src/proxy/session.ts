@@ -129,12 +129,15 @@ export class Session {
     backend.on('close', () => this.onBackendClose());
   }
 
-  /** Refuse the connection: the proxy is at limits.max_clients. */
-  rejectMaxClients(): void {
+  /**
+   * Turn the connection away instead of start(): the proxy is at limits.max_clients (the client
+   * gets Redis's error), or shutting down (a handshake that finished after the final close).
+   */
+  turnAway(reason: 'max_clients' | 'shutdown'): void {
     // Not synchronously: 'secureConnection' is emitted from inside OpenSSL's handshake, and under
     // TLS 1.3 an end() made there loses its close_notify (the client sees a ragged EOF).
     this.client.pause(); // read nothing until close() turns input into discarding
-    setImmediate(() => this.close('max_clients', MAX_CLIENTS_REPLY));
+    setImmediate(() => this.close(reason, reason === 'max_clients' ? MAX_CLIENTS_REPLY : null));
   }
 
   // ---- the one close path -------------------------------------------------------------------
@@ -466,6 +469,6 @@ function repeat(reply: Buffer, times: number): Buffer {
 export function refuse(socket: TLSSocket, drainMs: number): void {
   socket.on('error', () => socket.destroy());
   socket.resume();
-  setImmediate(() => socket.end()); // not inside the handshake: see Session.rejectMaxClients
+  setImmediate(() => socket.end()); // not inside the handshake: see Session.turnAway
   setTimeout(() => socket.destroy(), drainMs).unref();
 }
