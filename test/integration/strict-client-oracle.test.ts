@@ -125,8 +125,9 @@ for (const tlsVersion of ['1.2', '1.3'] as const) {
     test('early reply + end() then destroy() while the client still writes → the oracle reports the failure', async () => {
       const port = await fixture((sock, _received, onBytes) => {
         onBytes(1, () => {
-          sock.end('-ERR early\r\n');
-          setTimeout(() => sock.destroy(), 50);
+          // destroy() as soon as the close_notify is out, so the client is surely still writing
+          // (a fixed delay let a fast client finish all 12 MB first on Node 26).
+          sock.end('-ERR early\r\n', () => sock.destroy());
         });
       });
       const r = await strictClient({ port, payload: big, caFile: certs.caFile, tlsVersion });
