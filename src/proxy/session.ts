@@ -48,6 +48,13 @@ type ClosePhase = 'backend' | 'flush' | 'drain';
 /** Bytes queued for a backend that is still connecting before we stop reading the client. */
 const CONNECT_QUEUE_MAX = 1024 * 1024;
 
+/**
+ * Backend replies are read into this one buffer, shared by every session of the process (a read
+ * is a synchronous callback, one at a time): no allocation per read. A view of it reaches the
+ * client socket only when TLS encrypts it on the spot; otherwise writeClient() copies it first.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 let nextId = 1;
 
 export class Session {
@@ -104,7 +111,7 @@ export class Session {
       this.client.setTimeout(this.cfg.limits.idle_timeout_ms);
     }
     const started = performance.now();
-    const backend = new BackendSocket();
+    const backend = new BackendSocket({ onread: { buffer: READ_BUFFER, callback: (n, buf) => this.onBackendData(buf.subarray(0, n)) } });
     backend.setNoDelay(true);
     backend.connect({ host: this.cfg.backend.host, port: this.cfg.backend.port });
     this.backend = backend;
@@ -116,7 +123,6 @@ export class Session {
       this.deps.metrics.backendConnectDuration.observe((performance.now() - started) / 1000);
       this.onBackendConnect();
     });
-    backend.on('data', (chunk: Buffer) => this.onBackendData(chunk));
     backend.on('drain', () => {
       if (this.status === 'proxying') this.client.resume();
     });
@@ -326,6 +332,13 @@ export class Session {
     if (this.client.destroyed) return;
     this.bytesOut += data.length;
     this.deps.metrics.hot.toClient += data.length;
+    if (data.buffer === READ_BUFFER.buffer && (this.client.writableLength > 0 || this.client.writableCorked > 0)) {
+      // Queued behind other writes, the view would be read after the next backend read reuses
+      // READ_BUFFER: copy it. With nothing queued, TLS encrypts it inside write().
+      const copy = Buffer.allocUnsafe(data.length);
+      data.copy(copy);
+      data = copy;
+    }
     if (!this.client.write(data)) this.backend?.pause();
   }
 

@@ -34,6 +34,11 @@ type WriteCallback = (err?: Error | null) => void;
 export class BackendSocket extends net.Socket {
   writeFailed: NodeJS.ErrnoException | null = null;
 
+  // net.Socket's onread option (Node >= 12), missing from @types/node 20's constructor options.
+  constructor(opts: net.SocketConstructorOpts & { onread?: { buffer: Buffer; callback: (n: number, buf: Buffer) => void } } = {}) {
+    super(opts);
+  }
+
   override _write(chunk: Buffer, encoding: BufferEncoding, cb: WriteCallback): void {
     if (this.writeFailed !== null) return cb();
     super._write(chunk, encoding, this.guard(cb));
