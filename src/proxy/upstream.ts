@@ -39,6 +39,10 @@ export class BackendSocket extends net.Socket {
     super(opts);
   }
 
+  // Writable passes the same callback (its state.onwrite) to every _write: wrap it once.
+  private guarded: WriteCallback | null = null;
+  private guardedFor: WriteCallback | null = null;
+
   override _write(chunk: Buffer, encoding: BufferEncoding, cb: WriteCallback): void {
     if (this.writeFailed !== null) return cb();
     super._write(chunk, encoding, this.guard(cb));
@@ -50,7 +54,9 @@ export class BackendSocket extends net.Socket {
   }
 
   private guard(cb: WriteCallback): WriteCallback {
-    return (err) => {
+    if (cb === this.guardedFor) return this.guarded!;
+    this.guardedFor = cb;
+    return (this.guarded = (err) => {
       const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
       if (err && (code === 'EPIPE' || code === 'ECONNRESET')) {
         if (this.writeFailed === null) {
@@ -60,6 +66,6 @@ export class BackendSocket extends net.Socket {
         return cb();
       }
       cb(err);
-    };
+    });
   }
 }
