@@ -4,7 +4,7 @@
 // in count and time; every process started here is stopped by PID on exit and on Ctrl-C.
 //
 //   npm run bench [-- --rounds N | --quick | --only native,haproxy,stunnel,proxy |
-//                     --workers N | --node PATH|lts|MAJOR[,...] | --scanner ...]
+//                     --workers N | --node PATH|lts|MAJOR[,...] | --scanner ... | --tls-floor ...]
 //   node bench/run.mjs --help
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -26,6 +26,7 @@ import {
   tail,
   track,
   descendants,
+  treeCpuUs,
   treeRssKiB,
   which,
 } from './lib/procs.mjs';
@@ -38,10 +39,12 @@ const RESULTS = path.join(HERE, 'results');
 const SCRATCH = path.join(RESULTS, 'tmp');
 
 // ---------------------------------------------------------------------------------------------
-// --scanner: delegate to the scanner micro-benchmark (`npm run bench -- --scanner`)
-if (process.argv.includes('--scanner')) {
-  const rest = process.argv.slice(2).filter((a) => a !== '--scanner');
-  const r = spawnSync(process.execPath, [path.join(HERE, 'scanner.mjs'), ...rest], { stdio: 'inherit' });
+// --scanner / --tls-floor: delegate to the scanner micro-benchmark or to the idle-memory floor
+// (`npm run bench -- --scanner`, `npm run bench -- --tls-floor`)
+for (const [flag, script] of [['--scanner', 'scanner.mjs'], ['--tls-floor', 'tls-floor.mjs']]) {
+  if (!process.argv.includes(flag)) continue;
+  const rest = process.argv.slice(2).filter((a) => a !== flag);
+  const r = spawnSync(process.execPath, [path.join(HERE, script), ...rest], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
 
@@ -59,7 +62,9 @@ const USAGE = `usage: node bench/run.mjs [options]        (npm run bench -- [opt
   --keep            keep the scratch directory (certificate, configs, logs) under bench/results/tmp/
   --no-save         do not write bench/results/latest.{json,md,svg}
   --update-docs     also copy the tables into docs/performance.md (between its results markers)
-  --scanner ...     run bench/scanner.mjs instead (the scanner micro-benchmark) with the remaining args`;
+  --scanner ...     run bench/scanner.mjs instead (the scanner micro-benchmark) with the remaining args
+  --tls-floor ...   run bench/tls-floor.mjs instead: RSS per idle connection of a bare node:tls server
+                    beside resp-tls-proxy's, under one node binary (--node PATH, --n N)`;
 
 let opts;
 try {
@@ -640,7 +645,10 @@ async function main() {
             r = { error: String(err.message).split('\n')[0] };
           }
         } else {
-          r = await redisBenchmark(t.main.port, s, QUICK ? s.quickN : s.n);
+          const n = QUICK ? s.quickN : s.n;
+          const cpu0 = treeCpuUs(t.main.pid);
+          r = await redisBenchmark(t.main.port, s, n);
+          if (!r.error) r.cpu_us_per_req = (treeCpuUs(t.main.pid) - cpu0) / n;
           if (r.error && !t.main.alive()) r.error += ' (target exited)';
         }
         results[t.id][s.id].push({ round, ...r });
@@ -660,6 +668,13 @@ async function main() {
   for (const t of targets) {
     summary[t.id] = {};
     for (const s of shapes) summary[t.id][s.id] = summarize(results[t.id][s.id].map((x) => (x.error ? null : x.value)));
+  }
+  // The target's own CPU time per request (user + system, its process tree): steadier than
+  // throughput on a noisy machine, and it shows what each request costs the target itself.
+  const cpuSummary = {};
+  for (const t of targets) {
+    cpuSummary[t.id] = {};
+    for (const s of tputShapes) cpuSummary[t.id][s.id] = summarize(results[t.id][s.id].map((x) => x.cpu_us_per_req ?? null));
   }
   const ratios = {};
   for (const ref of ['haproxy', 'native']) {
@@ -714,7 +729,7 @@ async function main() {
     keys_after: keysAfter,
     notes,
   };
-  const md = renderMarkdown({ meta, targets, shapes, summary, skipped });
+  const md = renderMarkdown({ meta, targets, shapes, summary, cpuSummary, skipped });
   log('');
   log(md);
   if (!opts['no-save']) {
@@ -723,6 +738,7 @@ async function main() {
       targets: targets.map((t) => ({ id: t.id, label: t.label, version: t.version, restarts: t.restarts })),
       shapes: shapes.map((s) => ({ id: s.id, label: s.label, unit: s.unit ?? 'requests/s', args: s.args?.map(String) })),
       summary,
+      cpu_us_per_request: cpuSummary,
       ratios,
       results,
       skipped,

@@ -98,6 +98,35 @@ export function rssKiB(pid) {
   }
 }
 
+let clockTicks = null;
+/** Clock ticks per second of /proc/<pid>/stat's CPU times (getconf CLK_TCK; 100 on Linux). */
+export function clkTck() {
+  if (clockTicks === null) {
+    const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+    clockTicks = Number(r.stdout?.trim()) || 100;
+  }
+  return clockTicks;
+}
+
+/** User plus system CPU time of one PID in clock ticks, or 0 if it is gone. */
+function cpuTicks(pid) {
+  try {
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th fields.
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time (user + system) used so far by pid and its descendants, in microseconds. */
+export function treeCpuUs(pid) {
+  let ticks = 0;
+  for (const p of [pid, ...descendants(pid)]) ticks += cpuTicks(p);
+  return (ticks * 1e6) / clkTck();
+}
+
 /** Sum of VmRSS over pid and all its descendants, in KiB. */
 export function treeRssKiB(pid) {
   let sum = 0;

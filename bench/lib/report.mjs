@@ -45,7 +45,7 @@ export function spreadPct(s) {
  * summary[targetId][shapeId] = { median, min, max, n }
  * Returns a Markdown string with three tables: medians, ratio vs HAProxy, ratio vs native TLS.
  */
-export function renderMarkdown({ meta, targets, shapes, summary, skipped }) {
+export function renderMarkdown({ meta, targets, shapes, summary, cpuSummary = {}, skipped }) {
   const L = [];
   const hasH = targets.some((t) => t.id === 'haproxy');
   const hasN = targets.some((t) => t.id === 'native');
@@ -75,6 +75,32 @@ export function renderMarkdown({ meta, targets, shapes, summary, skipped }) {
   }
   L.push('');
   L.push('± is half the min–max range over the rounds, relative to the median.');
+  const cpuShapes = shapes.filter((s) => targets.some((t) => cpuSummary[t.id]?.[s.id]?.median != null));
+  if (cpuShapes.length) {
+    L.push('');
+    L.push('## CPU per request');
+    L.push('');
+    L.push(
+      "The target's own CPU time (user + system, its whole process tree) per request, in µs, medians: " +
+        'below 1 in the ratio column costs less than HAProxy. The native target is redis-server itself, so its figure ' +
+        'includes executing the commands; for the others it excludes the redis-server behind them.',
+    );
+    L.push('');
+    const ref = targets.some((t) => t.id === 'haproxy') ? 'haproxy' : null;
+    const cols = targets.flatMap((t) => (ref && t.id !== ref ? [t.label, '× HAProxy'] : [t.label]));
+    L.push(`| shape | ${cols.join(' | ')} |`);
+    L.push(`|---|${cols.map(() => '---:').join('|')}|`);
+    for (const s of cpuShapes) {
+      const base = ref ? cpuSummary[ref]?.[s.id]?.median : null;
+      const cells = targets.flatMap((t) => {
+        const v = cpuSummary[t.id]?.[s.id]?.median;
+        const cell = v == null ? '—' : `${v.toFixed(v < 10 ? 2 : 1)} µs`;
+        if (!ref || t.id === ref) return [cell];
+        return [cell, v == null || !base ? '—' : fmtRatio(v / base)];
+      });
+      L.push(`| ${s.label} | ${cells.join(' | ')} |`);
+    }
+  }
   for (const [refId, title] of [
     ['haproxy', 'Ratio vs HAProxy'],
     ['native', 'Ratio vs native Redis TLS'],
