@@ -182,7 +182,7 @@ async function versionOf(cmd, args, re) {
 
 const CACHE = process.env.RESP_TLS_PROXY_BENCH_CACHE ?? path.join(os.homedir(), '.cache', 'resp-tls-proxy-bench');
 // Used by `--node lts` when the repository has no Dockerfile naming a node:<major> base image.
-const DEFAULT_LTS_MAJOR = 24;
+const DEFAULT_LTS_MAJOR = 26;
 
 function dockerfileNodeMajor() {
   for (const f of ['Dockerfile', 'docker/Dockerfile']) {
