@@ -6,31 +6,29 @@
 //   npm run bench [-- --rounds N | --quick | --only native,haproxy,stunnel,proxy |
 //                     --workers N | --node PATH|lts|MAJOR[,...] | --scanner ... | --tls-floor ...]
 //   node bench/run.mjs --help
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { freePorts, plainCommands, tlsPing, waitPlainReady, waitTlsReady } from './lib/net.mjs';
+import { certArgs, freePorts, plainCommands, tlsPing, waitPlainReady, waitTlsReady } from './lib/net.mjs';
 import {
   installExitHandlers,
   isAlive,
   isStopping,
   run,
-  sleep,
   spawnTracked,
   stopAll,
   stopChild,
   tail,
-  track,
   descendants,
   treeCpuUs,
-  treeRssKiB,
   which,
 } from './lib/procs.mjs';
 import { updateDocs } from './lib/docs.mjs';
+import { idleRssDelta } from './lib/idle.mjs';
 import { fmtValue, renderMarkdown, renderSvg, summarize } from './lib/report.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -235,12 +233,7 @@ async function makeCert() {
   CERT = path.join(WORK, 'cert.pem');
   KEY = path.join(WORK, 'key.pem');
   COMBINED = path.join(WORK, 'combined.pem');
-  const r = await run(
-    'openssl',
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', KEY, '-out', CERT,
-      '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'],
-    { timeoutMs: 30_000 },
-  );
+  const r = await run('openssl', certArgs(KEY, CERT), { timeoutMs: 30_000 });
   if (r.code !== 0) throw new Error(`openssl failed: ${r.stderr}`);
   fs.writeFileSync(COMBINED, fs.readFileSync(CERT, 'utf8') + fs.readFileSync(KEY, 'utf8'));
   CA_PEM = fs.readFileSync(CERT);
@@ -381,50 +374,15 @@ async function redisBenchmark(port, shape, n) {
   return { value: rps, p50_ms: Number(rec.p50_latency_ms), p99_ms: Number(rec.p99_latency_ms), secs };
 }
 
-async function stableTreeRss(pid, { maxMs = 3000 } = {}) {
-  let prev = treeRssKiB(pid);
-  const deadline = Date.now() + maxMs;
-  while (Date.now() < deadline) {
-    await sleep(250);
-    const cur = treeRssKiB(pid);
-    if (Math.abs(cur - prev) <= Math.max(64, prev * 0.005)) return cur;
-    prev = cur;
-  }
-  return prev;
-}
-
 /** Opens IDLE_CONNS TLS connections from a separate node process against a fresh instance. */
 async function measureIdleRss(target) {
   const inst = await target.startFresh();
   try {
     for (let i = 0; i < 20; i++) await tlsPing(inst.port, CA_PEM); // first-use initialisation is not per-connection cost
-    const before = await stableTreeRss(inst.pid);
-    const helper = spawn(process.execPath, [path.join(HERE, 'idle-conns.mjs'), '--port', String(inst.port), '--ca', CERT, '--n', String(IDLE_CONNS)], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    track(helper, 'idle-conns');
-    let out = '';
-    let errOut = '';
-    helper.stderr.on('data', (d) => (errOut += d));
-    const ready = await new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(null), 90_000);
-      helper.stdout.on('data', (d) => {
-        out += d;
-        const m = /READY (\{.*\})\n/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(JSON.parse(m[1]));
-        }
-      });
-      helper.on('exit', () => {
-        clearTimeout(timer);
-        resolve(null);
-      });
-    });
+    const { before, after, ready, error } = await idleRssDelta({ pid: inst.pid, port: inst.port, caFile: CERT, n: IDLE_CONNS });
     let res;
-    if (!ready) res = { error: `idle-conns helper failed: ${errOut.trim().slice(0, 300)}` };
+    if (!ready) res = { error };
     else {
-      const after = await stableTreeRss(inst.pid);
       const alive = inst.alive();
       res = {
         value: ready.ok ? (after - before) / ready.ok : null,
@@ -443,9 +401,6 @@ async function measureIdleRss(target) {
         if (ready.ok < IDLE_CONNS * 0.9) res.error = res.note;
       }
     }
-    helper.stdin.end();
-    await Promise.race([new Promise((r) => helper.once('exit', r)), sleep(5000)]);
-    if (isAlive(helper)) await stopChild(helper);
     return res;
   } finally {
     await inst.stop();

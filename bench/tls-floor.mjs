@@ -8,15 +8,16 @@
 //
 // The proxy forwards to a redis-server started here (its memory is not counted). Everything
 // listens on 127.0.0.1; every process started here is stopped by PID when done.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { freePorts, waitPlainReady, waitTlsReady, tlsPing } from './lib/net.mjs';
-import { installExitHandlers, isAlive, sleep, spawnTracked, stopAll, stopChild, treeRssKiB, which } from './lib/procs.mjs';
+import { certArgs, freePorts, tlsPing, waitPlainReady, waitTlsReady } from './lib/net.mjs';
+import { idleRssDelta } from './lib/idle.mjs';
+import { installExitHandlers, isAlive, spawnTracked, stopAll, stopChild, which } from './lib/procs.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '..');
@@ -38,22 +39,10 @@ if (process.argv[2] === '--serve') {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'tls-floor-'));
   const cert = path.join(work, 'cert.pem');
   const key = path.join(work, 'key.pem');
-  const gen = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key,
-    '-out', cert, '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { encoding: 'utf8' });
+  const gen = spawnSync('openssl', certArgs(key, cert), { encoding: 'utf8' });
   if (gen.status !== 0) throw new Error(`openssl failed: ${gen.stderr}`);
   const ca = fs.readFileSync(cert);
   const version = spawnSync(nodeBin, ['--version'], { encoding: 'utf8' }).stdout.trim();
-
-  const stable = async (pid) => {
-    let prev = treeRssKiB(pid);
-    for (let i = 0; i < 40; i++) {
-      await sleep(250);
-      const cur = treeRssKiB(pid);
-      if (Math.abs(cur - prev) <= Math.max(64, prev * 0.005)) return cur;
-      prev = cur;
-    }
-    return prev;
-  };
 
   const [redisPort] = await freePorts(1);
   const redisBin = which('redis-server');
@@ -68,22 +57,8 @@ if (process.argv[2] === '--serve') {
     try {
       if (!(await waitTlsReady(port, ca, { timeoutMs: 20_000, isDead: () => !isAlive(child) }))) throw new Error(`${label} did not start`);
       for (let i = 0; i < 20; i++) await tlsPing(port, ca); // first-use initialisation is not per-connection cost
-      const before = await stable(child.pid);
-      const helper = spawn(process.execPath, [path.join(HERE, 'idle-conns.mjs'), '--port', String(port), '--ca', cert, '--n', String(n)], {
-        stdio: ['pipe', 'pipe', 'inherit'],
-      });
-      const ready = await new Promise((resolve) => {
-        let out = '';
-        helper.stdout.on('data', (d) => {
-          out += d;
-          const m = /READY (\{.*\})\n/.exec(out);
-          if (m) resolve(JSON.parse(m[1]));
-        });
-        helper.on('exit', () => resolve(null));
-      });
-      const after = await stable(child.pid);
-      helper.stdin.end();
-      if (!ready?.ok) throw new Error(`${label}: idle connections failed`);
+      const { before, after, ready, error } = await idleRssDelta({ pid: child.pid, port, caFile: cert, n });
+      if (!ready?.ok) throw new Error(`${label}: ${error ?? `no idle connection opened (${ready?.error})`}`);
       return { label, kib: (after - before) / ready.ok, connections: ready.ok };
     } finally {
       await stopChild(child);

@@ -143,3 +143,9 @@ function countReplies(buf) {
   }
   return n;
 }
+
+/** openssl arguments for the run's certificate: ECDSA P-256, self-signed, for localhost and 127.0.0.1. */
+export function certArgs(keyFile, certFile) {
+  return ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', keyFile, '-out', certFile,
+    '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'];
+}
