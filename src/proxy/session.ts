@@ -334,7 +334,8 @@ export class Session {
     this.deps.metrics.hot.toClient += data.length;
     if (data.buffer === READ_BUFFER.buffer && (this.client.writableLength > 0 || this.client.writableCorked > 0)) {
       // Queued behind other writes, the view would be read after the next backend read reuses
-      // READ_BUFFER: copy it. With nothing queued, TLS encrypts it inside write().
+      // READ_BUFFER: copy it. With nothing queued, write() reaches TLSWrap::DoWrite at once, and
+      // that encrypts the bytes (or copies them, if OpenSSL cannot take them yet) before it returns.
       const copy = Buffer.allocUnsafe(data.length);
       data.copy(copy);
       data = copy;
