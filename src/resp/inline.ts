@@ -24,44 +24,30 @@ export function splitArgs(line: Buffer, start: number, end: number): Buffer[] | 
     if (at(p) === 0) return args; // the end of the C string
     const token = Buffer.allocUnsafe(end - p);
     let len = 0;
-    let inDouble = false;
-    let inSingle = false;
+    let quote = 0; // 34 (") or 39 (') inside a quoted token, else 0
     for (let done = false; !done; ) {
       const c = at(p);
-      if (inDouble) {
-        if (c === 92 /* \ */ && at(p + 1) === 120 /* x */ && hexValue(at(p + 2)) >= 0 && hexValue(at(p + 3)) >= 0) {
-          token[len++] = hexValue(at(p + 2)) * 16 + hexValue(at(p + 3));
-          p += 3;
-        } else if (c === 92 && at(p + 1) !== 0) {
-          p++;
-          const e = at(p);
-          token[len++] = e === 110 ? 10 : e === 114 ? 13 : e === 116 ? 9 : e === 98 ? 8 : e === 97 ? 7 : e;
-        } else if (c === 34 /* " */) {
+      if (quote === 34 && c === 92 /* \ */ && at(p + 1) === 120 /* x */ && hexValue(at(p + 2)) >= 0 && hexValue(at(p + 3)) >= 0) {
+        token[len++] = hexValue(at(p + 2)) * 16 + hexValue(at(p + 3));
+        p += 3;
+      } else if (quote === 34 && c === 92 && at(p + 1) !== 0) {
+        p++;
+        const e = at(p);
+        token[len++] = e === 110 ? 10 : e === 114 ? 13 : e === 116 ? 9 : e === 98 ? 8 : e === 97 ? 7 : e;
+      } else if (quote === 39 && c === 92 && at(p + 1) === 39) {
+        p++;
+        token[len++] = 39;
+      } else if (quote !== 0) {
+        // The closing quote must end the token; a NUL is the string ending inside the quotes.
+        if (c === quote) {
           if (at(p + 1) !== 0 && !isSpace(at(p + 1))) return null;
           done = true;
-        } else if (c === 0) {
-          return null;
-        } else {
-          token[len++] = c;
-        }
-      } else if (inSingle) {
-        if (c === 92 && at(p + 1) === 39 /* ' */) {
-          p++;
-          token[len++] = 39;
-        } else if (c === 39) {
-          if (at(p + 1) !== 0 && !isSpace(at(p + 1))) return null;
-          done = true;
-        } else if (c === 0) {
-          return null;
-        } else {
-          token[len++] = c;
-        }
+        } else if (c === 0) return null;
+        else token[len++] = c;
       } else if (c === 32 || c === 10 || c === 13 || c === 9 || c === 0) {
         done = true;
-      } else if (c === 34) {
-        inDouble = true;
-      } else if (c === 39) {
-        inSingle = true;
+      } else if (c === 34 || c === 39) {
+        quote = c;
       } else {
         token[len++] = c;
       }
