@@ -55,6 +55,12 @@ function backendCommand(port: number, args: string[], complete: (b: Buffer) => b
 /** Bulk reply body of `len` bytes: `$len\r\n` + body + `\r\n`. */
 const bulkDone = (len: number) => (b: Buffer): boolean => b.length >= `$${len}\r\n`.length + len + 2;
 
+/** Let the proxy settle, then record its RSS and start sampling it every 50 ms. */
+async function startSampling(pid: number): Promise<{ before: number; sampler: RssSampler; started: number }> {
+  await sleep(500);
+  return { before: rssMiB(pid), sampler: new RssSampler(pid, 50), started: performance.now() };
+}
+
 describe('backpressure keeps memory bounded', { timeout: 180_000 }, () => {
   const stack = useStack();
 
@@ -70,11 +76,7 @@ describe('backpressure keeps memory bounded', { timeout: 180_000 }, () => {
     const template = Buffer.concat([Buffer.from(`$${MiB}\r\n`), value, Buffer.from('\r\n')]);
     const gets = Buffer.alloc(encodeCommand(['GET', 'bp:big']).length * n, encodeCommand(['GET', 'bp:big']));
 
-    await sleep(500);
-    const pid = stack.proxy.pid;
-    const before = rssMiB(pid);
-    const sampler = new RssSampler(pid, 50);
-    const started = performance.now();
+    const { before, sampler, started } = await startSampling(stack.proxy.pid);
 
     // The client: no 'data' listener, so Node stops reading its socket once 16 KiB are buffered.
     const client = await connectTls(stack.proxy.port);
@@ -157,11 +159,7 @@ describe('backpressure keeps memory bounded', { timeout: 180_000 }, () => {
       return c;
     };
 
-    await sleep(500);
-    const pid = stack.proxy.pid;
-    const before = rssMiB(pid);
-    const sampler = new RssSampler(pid, 50);
-    const started = performance.now();
+    const { before, sampler, started } = await startSampling(stack.proxy.pid);
     const client = await connectTls(stack.proxy.port);
     let reply = '';
     client.setEncoding('latin1');
