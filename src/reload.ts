@@ -5,7 +5,8 @@ import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
-import { loadTlsMaterial, type Listener, type TlsMaterial } from './proxy/listener.js';
+import { loadTlsMaterial, tlsFiles, type TlsMaterial } from './config/tls.js';
+import type { Listener } from './proxy/listener.js';
 
 const CERT_WATCH_DEBOUNCE_MS = 250;
 
@@ -13,7 +14,7 @@ const CERT_WATCH_DEBOUNCE_MS = 250;
 export class Reloader {
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private lastPem: string;
+  private lastFingerprint: string;
 
   constructor(
     private readonly configPath: string,
@@ -22,7 +23,7 @@ export class Reloader {
     private readonly log: Logger,
     private readonly onConfig: (config: Config) => void,
   ) {
-    this.lastPem = '';
+    this.lastFingerprint = '';
   }
 
   reload(trigger: string): boolean {
@@ -38,7 +39,7 @@ export class Reloader {
       return false;
     }
     this.listener.reload(next, material);
-    this.lastPem = pemOf(material);
+    this.lastFingerprint = material.fingerprint;
     this.metrics.reloads.labels('success').inc();
     this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
     this.onConfig(next);
@@ -52,10 +53,10 @@ export class Reloader {
    */
   watchCertificates(config: Config): void {
     this.stop();
-    const dirs = new Set([config.tls.cert_file, config.tls.key_file, config.tls.ca_file].filter((f): f is string => f !== null).map((f) => path.dirname(f)));
-    if (this.lastPem === '') {
+    const dirs = new Set(tlsFiles(config.tls).map((f) => path.dirname(f)));
+    if (this.lastFingerprint === '') {
       try {
-        this.lastPem = pemOf(loadTlsMaterial(config.tls));
+        this.lastFingerprint = loadTlsMaterial(config.tls).fingerprint;
       } catch {
         // reported on the next reload
       }
@@ -82,19 +83,14 @@ export class Reloader {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = null;
-      let pem: string;
+      let fingerprint: string;
       try {
-        pem = pemOf(loadTlsMaterial(loadConfigFile(this.configPath).tls));
+        fingerprint = loadTlsMaterial(loadConfigFile(this.configPath).tls).fingerprint;
       } catch {
-        pem = '';
+        fingerprint = '';
       }
       // Only a real change counts: editors and kubelet touch files without changing them.
-      if (pem !== this.lastPem) this.reload('certificate files changed');
+      if (fingerprint !== this.lastFingerprint) this.reload('certificate files changed');
     }, CERT_WATCH_DEBOUNCE_MS);
   }
-}
-
-function pemOf(material: TlsMaterial): string {
-  const o = material.options;
-  return `${String(o.cert)}\n${String(o.key)}\n${String(o.ca ?? '')}`;
 }

@@ -6,10 +6,10 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createSecureContext } from 'node:tls';
 import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml';
 import type * as z from 'zod';
 import { configSchema, type Config } from './schema.js';
+import { baseOptions, readCertPair } from './tls.js';
 
 export class ConfigError extends Error {
   readonly code = 'ERR_CONFIG';
@@ -249,13 +249,25 @@ async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Ar
     }
   }
 
-  // Last word to OpenSSL itself, for anything the checks above let through.
-  if (out.length === 0 && certPem && keyPem) {
-    try {
-      createSecureContext({ cert: certPem, key: keyPem, ca: caPem ?? undefined, minVersion: tls.min_version });
-    } catch (err) {
-      out.push({ key: null, problem: `rejected by the TLS library: ${(err as Error).message}` });
+  // Last word to the loading the proxy itself does (OpenSSL included), for anything the checks
+  // above let through, and for every tls.sni certificate and key.
+  if (out.length === 0) {
+    const base = baseOptions(tls);
+    if (certPem && keyPem) {
+      try {
+        readCertPair(base, tls.cert_file, tls.key_file);
+      } catch (err) {
+        out.push({ key: null, problem: `rejected by the TLS library: ${(err as Error).message}` });
+      }
     }
+    tls.sni.forEach((e, i) => {
+      try {
+        readCertPair(base, e.cert_file, e.key_file);
+      } catch (err) {
+        const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? `cannot read ${(err as NodeJS.ErrnoException).path}` : (err as Error).message;
+        out.push({ key: null, problem: `tls.sni[${i}] (${e.servername}): ${why}` });
+      }
+    });
   }
   return out;
 }

@@ -2,65 +2,13 @@
 // counts handshakes. New connections use the current config; a reload swaps it (and the
 // certificate) without touching connections already open.
 
-import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
 import type { Config } from '../config/schema.js';
+import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
 import { Session, refuse } from './session.js';
-
-/** Certificates and keys read from the files a config names. */
-export interface TlsMaterial {
-  options: tls.SecureContextOptions;
-  /** SNI entries, most specific first: exact names before wildcards. */
-  sni: SniEntry[];
-  /** notAfter of the serving certificate that expires first, Unix seconds. */
-  expiresAt: number;
-}
-
-interface SniEntry {
-  servername: string;
-  context: tls.SecureContext;
-  backend: { host: string; port: number } | null;
-}
-
-/**
- * Cipher suites offered. TLS 1.2: ECDHE key exchange (forward secrecy) with AEAD ciphers only —
- * Mozilla's "intermediate" profile without DHE; Node's default would also take CBC/SHA-1 suites
- * and static-RSA key exchange. TLS 1.3: all three standard suites, named because a list without
- * TLS 1.3 names would disable TLS 1.3.
- */
-export const CIPHERS = [
-  'TLS_AES_128_GCM_SHA256',
-  'TLS_AES_256_GCM_SHA384',
-  'TLS_CHACHA20_POLY1305_SHA256',
-  'ECDHE-ECDSA-AES128-GCM-SHA256',
-  'ECDHE-RSA-AES128-GCM-SHA256',
-  'ECDHE-ECDSA-AES256-GCM-SHA384',
-  'ECDHE-RSA-AES256-GCM-SHA384',
-  'ECDHE-ECDSA-CHACHA20-POLY1305',
-  'ECDHE-RSA-CHACHA20-POLY1305',
-].join(':');
-
-export function loadTlsMaterial(cfg: Config['tls']): TlsMaterial {
-  const base = { minVersion: cfg.min_version, ciphers: CIPHERS, ...(cfg.ca_file !== null ? { ca: readFileSync(cfg.ca_file) } : {}) };
-  const expiries: number[] = [];
-  const read = (certFile: string, keyFile: string): tls.SecureContextOptions => {
-    const cert = readFileSync(certFile);
-    const options = { ...base, cert, key: readFileSync(keyFile) };
-    // Throws when the key does not match the certificate, before anything is swapped in.
-    tls.createSecureContext(options);
-    expiries.push(Date.parse(new X509Certificate(cert).validTo) / 1000);
-    return options;
-  };
-  const options = read(cfg.cert_file, cfg.key_file);
-  const sni = cfg.sni
-    .map((e) => ({ servername: e.servername.toLowerCase(), context: tls.createSecureContext(read(e.cert_file, e.key_file)), backend: e.backend }))
-    .sort((a, b) => Number(a.servername.startsWith('*.')) - Number(b.servername.startsWith('*.')));
-  return { options, sni, expiresAt: Math.min(...expiries) };
-}
 
 function matchSni(entries: readonly SniEntry[], servername: string | false | null | undefined): SniEntry | undefined {
   if (!servername) return undefined;

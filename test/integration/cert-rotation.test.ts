@@ -118,4 +118,44 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     assert.equal(proxy.proc.exitCode, null, 'the proxy runs on');
     t.diagnostic(`new certificate served ${tookMs} ms after the ..data swap (serial ${before.serial} → ${after.serial}, notAfter +${Math.round((after.validTo - before.validTo) / 86400)} days); reloads success ${success0}→${success0 + 1}, error ${errors0}→${errors0 + 1} after the mismatched pair`);
   });
+
+  test('a tls.sni certificate in its own folder is watched too: swapping it reloads, and the expiry gauge follows it', { timeout: 60_000 }, async (t) => {
+    const main = makeTempDir('resp-tls-proxy-main-');
+    const volume = makeTempDir('resp-tls-proxy-sni-secret-');
+    await makeCert(main, 400);
+    const first = '..2026_01_01_00_00_00.000000001';
+    const second = '..2026_02_01_00_00_00.000000002';
+    await makeCert(path.join(volume, first), 30); // expires before the main certificate
+    await makeCert(path.join(volume, second), 200);
+    symlinkSync(first, path.join(volume, '..data'));
+    symlinkSync(path.join('..data', 'tls.crt'), path.join(volume, 'tls.crt'));
+    symlinkSync(path.join('..data', 'tls.key'), path.join(volume, 'tls.key'));
+
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({
+      backend: { host: '127.0.0.1', port: redis.port },
+      tls: {
+        cert_file: path.join(main, 'tls.crt'),
+        key_file: path.join(main, 'tls.key'),
+        sni: [{ servername: 'sni.test', cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key') }],
+      },
+    });
+    t.after(() => proxy.stop());
+
+    const m0 = await proxy.metrics();
+    const success0 = metricValue(m0, RELOADS, { result: 'success' });
+    const expiry0 = metricValue(m0, EXPIRY);
+    assert.ok(Math.abs(expiry0 - (Date.now() / 1000 + 30 * 86400)) < 2 * 86400, `expiry gauge ${expiry0}: the 30-day SNI certificate expires first`);
+
+    swapData(volume, second);
+    rmSync(path.join(volume, first), { recursive: true, force: true });
+    const m1 = await waitForMetric(proxy, RELOADS, { result: 'success' }, (v) => v >= success0 + 1, 10_000);
+    await sleep(1_000);
+    const m2 = await proxy.metrics();
+    assert.equal(metricValue(m2, RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
+    const expiry1 = metricValue(m2, EXPIRY);
+    assert.ok(Math.abs(expiry1 - (Date.now() / 1000 + 200 * 86400)) < 2 * 86400, `expiry gauge ${expiry1} after the swap: the new 200-day SNI certificate`);
+    assert.ok(metricValue(m1, RELOADS, { result: 'error' }) === metricValue(m0, RELOADS, { result: 'error' }), logTail(proxy));
+  });
 });

@@ -72,6 +72,25 @@ describe('resp-tls-proxy --check', () => {
     assert.match(r.stderr, new RegExp(`^${mismatchConfig}:3: tls\\.key_file: .*does not match the certificate`));
   });
 
+  it('checks every tls.sni certificate and key as the proxy loads them: a matching pair passes, a mismatched or missing one exits 2 naming the entry', async () => {
+    const sni = (cert: string, key: string) => `tls:\n  cert_file: a.crt\n  key_file: a.key\n  sni:\n    - { servername: b.test, cert_file: ${cert}, key_file: ${key} }\n`;
+    const good = path.join(dir, 'sni-good.yaml');
+    await writeFile(good, sni('a.crt', 'a.key'));
+    assert.deepEqual(await cli(['--check', '--config', good]), { code: 0, stdout: 'config ok\n', stderr: '' });
+
+    const mismatched = path.join(dir, 'sni-mismatch.yaml');
+    await writeFile(mismatched, sni('a.crt', 'b.key'));
+    const r = await cli(['--check', '--config', mismatched]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /tls\.sni\[0\] \(b\.test\): .*(mismatch|does not match)/i);
+
+    const missing = path.join(dir, 'sni-missing.yaml');
+    await writeFile(missing, sni('a.crt', 'nowhere.key'));
+    const m = await cli(['--check', '--config', missing]);
+    assert.equal(m.code, 2);
+    assert.match(m.stderr, /nowhere\.key/);
+  });
+
   it('exits 2 with one line per schema problem, labelled with the path as given', async () => {
     await writeFile(path.join(dir, 'bad.yaml'), 'tls:\n  cert_file: a.crt\n  key_file: a.key\nlimits:\n  max_bulk_len: -1\n  max_bulk_lne: 3\n');
     const r = await new Promise<Result>((resolve) => {

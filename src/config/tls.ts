@@ -1,0 +1,70 @@
+// The TLS material a config names: certificates and keys read, checked and made into secure
+// contexts. One mechanism for start-up, reloads, the certificate watch and `--check`.
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import tls from 'node:tls';
+import type { Config } from './schema.js';
+
+/** Certificates and keys read from the files a config names. */
+export interface TlsMaterial {
+  options: tls.SecureContextOptions;
+  /** SNI entries, most specific first: exact names before wildcards. */
+  sni: SniEntry[];
+  /** notAfter of the serving certificate that expires first, Unix seconds. */
+  expiresAt: number;
+  /** The bytes of every file read, to tell a real change on disk from a touch. */
+  fingerprint: string;
+}
+
+export interface SniEntry {
+  servername: string;
+  context: tls.SecureContext;
+  backend: { host: string; port: number } | null;
+}
+
+/**
+ * Cipher suites offered. TLS 1.2: ECDHE key exchange (forward secrecy) with AEAD ciphers only —
+ * Mozilla's "intermediate" profile without DHE; Node's default would also take CBC/SHA-1 suites
+ * and static-RSA key exchange. TLS 1.3: all three standard suites, named because a list without
+ * TLS 1.3 names would disable TLS 1.3.
+ */
+export const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** Every certificate, key and CA file the tls section names (SNI entries included). */
+export function tlsFiles(cfg: Config['tls']): string[] {
+  return [cfg.cert_file, cfg.key_file, ...(cfg.ca_file !== null ? [cfg.ca_file] : []), ...cfg.sni.flatMap((e) => [e.cert_file, e.key_file])];
+}
+
+/** Options shared by every certificate: protocol floor, ciphers, the client CA. */
+export function baseOptions(cfg: Config['tls']): tls.SecureContextOptions {
+  return { minVersion: cfg.min_version, ciphers: CIPHERS, ...(cfg.ca_file !== null ? { ca: readFileSync(cfg.ca_file) } : {}) };
+}
+
+/** Reads one certificate and its key; throws when either is unreadable or they do not match. */
+export function readCertPair(base: tls.SecureContextOptions, certFile: string, keyFile: string): { options: tls.SecureContextOptions; notAfter: number } {
+  const cert = readFileSync(certFile);
+  const options = { ...base, cert, key: readFileSync(keyFile) };
+  tls.createSecureContext(options); // throws when the key does not match the certificate
+  return { options, notAfter: Date.parse(new X509Certificate(cert).validTo) / 1000 };
+}
+
+export function loadTlsMaterial(cfg: Config['tls']): TlsMaterial {
+  const base = baseOptions(cfg);
+  const main = readCertPair(base, cfg.cert_file, cfg.key_file);
+  const pairs = cfg.sni.map((e) => ({ entry: e, pair: readCertPair(base, e.cert_file, e.key_file) }));
+  const sni = pairs
+    .map(({ entry, pair }) => ({ servername: entry.servername.toLowerCase(), context: tls.createSecureContext(pair.options), backend: entry.backend }))
+    .sort((a, b) => Number(a.servername.startsWith('*.')) - Number(b.servername.startsWith('*.')));
+  const fingerprint = [main, ...pairs.map((p) => p.pair)].map(({ options: o }) => `${String(o.cert)}\n${String(o.key)}`).join('\n') + `\n${String(base.ca ?? '')}`;
+  return { options: main.options, sni, expiresAt: Math.min(main.notAfter, ...pairs.map((p) => p.pair.notAfter)), fingerprint };
+}
