@@ -19,41 +19,45 @@ export function splitArgs(line: Buffer, start: number, end: number): Buffer[] | 
   const args: Buffer[] = [];
   const at = (i: number): number => (i < end ? line[i]! : 0); // the C string's terminating NUL
   let p = start;
+  // One buffer for the whole line: unescaping only shrinks a token, so every argument fits at a
+  // running offset behind the read position. (A buffer per argument sized to the rest of the
+  // line would cost O(length²) for a line of many short arguments.)
+  const out = Buffer.allocUnsafe(end - start);
+  let len = 0;
   for (;;) {
     while (p < end && isSpace(line[p]!)) p++;
     if (at(p) === 0) return args; // the end of the C string
-    const token = Buffer.allocUnsafe(end - p);
-    let len = 0;
+    const from = len;
     let quote = 0; // 34 (") or 39 (') inside a quoted token, else 0
     for (let done = false; !done; ) {
       const c = at(p);
       if (quote === 34 && c === 92 /* \ */ && at(p + 1) === 120 /* x */ && hexValue(at(p + 2)) >= 0 && hexValue(at(p + 3)) >= 0) {
-        token[len++] = hexValue(at(p + 2)) * 16 + hexValue(at(p + 3));
+        out[len++] = hexValue(at(p + 2)) * 16 + hexValue(at(p + 3));
         p += 3;
       } else if (quote === 34 && c === 92 && at(p + 1) !== 0) {
         p++;
         const e = at(p);
-        token[len++] = e === 110 ? 10 : e === 114 ? 13 : e === 116 ? 9 : e === 98 ? 8 : e === 97 ? 7 : e;
+        out[len++] = e === 110 ? 10 : e === 114 ? 13 : e === 116 ? 9 : e === 98 ? 8 : e === 97 ? 7 : e;
       } else if (quote === 39 && c === 92 && at(p + 1) === 39) {
         p++;
-        token[len++] = 39;
+        out[len++] = 39;
       } else if (quote !== 0) {
         // The closing quote must end the token; a NUL is the string ending inside the quotes.
         if (c === quote) {
           if (at(p + 1) !== 0 && !isSpace(at(p + 1))) return null;
           done = true;
         } else if (c === 0) return null;
-        else token[len++] = c;
+        else out[len++] = c;
       } else if (c === 32 || c === 10 || c === 13 || c === 9 || c === 0) {
         done = true;
       } else if (c === 34 || c === 39) {
         quote = c;
       } else {
-        token[len++] = c;
+        out[len++] = c;
       }
       if (c !== 0) p++;
     }
-    args.push(token.subarray(0, len));
+    args.push(out.subarray(from, len));
   }
 }
 

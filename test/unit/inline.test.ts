@@ -181,3 +181,15 @@ describe('splitArgs properties', () => {
     );
   });
 });
+
+describe('splitArgs memory', () => {
+  it('a 64 KiB line of 32,768 one-byte arguments takes one line-sized buffer, not one per argument', () => {
+    const line = B('a '.repeat(32_768));
+    const args = splitArgs(line, 0, line.length)!;
+    assert.equal(args.length, 32_768);
+    assert.ok(args.every((a) => a.length === 1 && a[0] === 97));
+    const buffers = new Set(args.map((a) => a.buffer));
+    const bytes = [...buffers].reduce((n, b) => n + b.byteLength, 0);
+    assert.ok(bytes <= line.length + 8192, `${bytes} bytes of buffers for a ${line.length}-byte line`);
+  });
+});
