@@ -380,7 +380,7 @@ export class Session {
   }
 
   private onBackendData(chunk: Buffer): void {
-    this.counter.feed(chunk);
+    if (!this.scanner.repliesUncounted) this.counter.feed(chunk); // after SUBSCRIBE, MONITOR or CLIENT REPLY nothing reads the count
     this.writeClient(chunk);
     if (this.phase === 'backend') {
       this.progress();
