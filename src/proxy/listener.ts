@@ -8,6 +8,7 @@ import type { Config } from '../config/schema.js';
 import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
+import { isPeerGone } from './close-reason.js';
 import { Session, refuse } from './session.js';
 
 function matchSni(entries: readonly SniEntry[], servername: string | false | null | undefined): SniEntry | undefined {
@@ -68,6 +69,9 @@ export class Listener {
       const reason = certError ? 'client_certificate' : handshakeFailureReason(err);
       metrics.handshakeFailures.labels(reason).inc();
       this.log.debug({ reason, err: err.message, ...(certError ? { cert_error: String(certError) } : {}) }, 'TLS handshake failed');
+      // Not a session (no handshake, so no orderly TLS close is possible). Node has destroyed the
+      // socket itself for OpenSSL errors and refused certificates, but not on a handshake
+      // timeout: there this call is what closes the connection.
       socket.destroy();
     });
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
@@ -184,7 +188,7 @@ function socketCap(config: Config): number {
 function handshakeFailureReason(err: NodeJS.ErrnoException): HandshakeFailureReason {
   const code = err.code ?? '';
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
-  if (code === 'ECONNRESET' || code === 'EPIPE') return 'reset';
+  if (isPeerGone(err)) return 'reset';
   if (/CERTIFICATE|PEER_DID_NOT_RETURN/.test(code)) return 'client_certificate';
   // WRONG_VERSION_NUMBER is what any non-TLS bytes (port scans, plaintext RESP, HTTP) produce:
   // garbage, not an old client. A real version mismatch is UNSUPPORTED_PROTOCOL or a

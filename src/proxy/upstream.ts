@@ -1,5 +1,6 @@
 // Backend probes (the relayed backend socket itself lives in session.ts).
 import net from 'node:net';
+import { isPeerGone } from './close-reason.js';
 
 /** Resolves true when the backend answers PING within timeoutMs (+PONG, or -NOAUTH: it is up). */
 export function pingBackend(host: string, port: number, timeoutMs: number): Promise<boolean> {
@@ -25,7 +26,7 @@ export function pingBackend(host: string, port: number, timeoutMs: number): Prom
 type WriteCallback = (err?: Error | null) => void;
 
 /**
- * The backend socket. A write that fails because the backend closed on us (EPIPE, ECONNRESET)
+ * The backend socket. A write that fails because the backend closed on us (isPeerGone: EPIPE, ECONNRESET, ECONNABORTED)
  * does not destroy it, as it would a plain net.Socket: the backend's last replies (Redis's own
  * error text, typically) may still wait in the kernel's receive buffer, and destroying the
  * socket would throw them away. Such a write is dropped, later writes too, 'writeFailed' is
@@ -57,8 +58,7 @@ export class BackendSocket extends net.Socket {
     if (cb === this.guardedFor) return this.guarded!;
     this.guardedFor = cb;
     return (this.guarded = (err) => {
-      const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
-      if (err && (code === 'EPIPE' || code === 'ECONNRESET')) {
+      if (err && isPeerGone(err as NodeJS.ErrnoException)) {
         if (this.writeFailed === null) {
           this.writeFailed = err as NodeJS.ErrnoException;
           this.emit('writeFailed', err);
