@@ -1,12 +1,7 @@
 // `resp-tls-proxy stats`: how a running proxy has been closing its clients, read from its admin
 // /metrics endpoint (resp_tls_proxy_client_closes_total{mode, reason}).
 import { request } from 'undici';
-import { CLOSE_REASONS } from '../proxy/close-reason.js';
-
-export const CLOSES_METRIC = 'resp_tls_proxy_client_closes_total';
-
-/** The reasons of the contract, in the order the table lists them. */
-export { CLOSE_REASONS };
+import { CLIENT_CLOSES_METRIC as CLOSES_METRIC, CLOSE_REASONS } from '../proxy/close-reason.js';
 
 export interface CloseCounts {
   graceful: number;

@@ -69,14 +69,19 @@ export interface WarnLogger {
   warn(obj: object, msg: string): void;
 }
 
+/** `tls.self_signed_if_missing` is set and the certificate or the key file is missing. */
+export function needsDevCertificate(tls: Config['tls']): boolean {
+  return tls.self_signed_if_missing && !(existsSync(tls.cert_file) && existsSync(tls.key_file));
+}
+
 /**
  * When `tls.self_signed_if_missing` is set and the certificate or the key file is missing,
  * writes a fresh self-signed pair to both paths (key mode 0600) and logs a warning.
  * Returns true if it generated one. Expects a path-resolved config (see loadConfigFile).
  */
 export async function ensureDevCertificate(config: Config, log?: WarnLogger): Promise<boolean> {
-  const { cert_file: certFile, key_file: keyFile, self_signed_if_missing: enabled } = config.tls;
-  if (!enabled || (existsSync(certFile) && existsSync(keyFile))) return false;
+  if (!needsDevCertificate(config.tls)) return false;
+  const { cert_file: certFile, key_file: keyFile } = config.tls;
 
   const { certPem, keyPem } = await createSelfSignedCertificate();
   await mkdir(path.dirname(keyFile), { recursive: true, mode: 0o700 });

@@ -3,12 +3,13 @@
 // in one pass. `checkConfigFile` adds what only the file system can tell: are the certificate
 // and key readable, do they parse, do they belong together.
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml';
 import type * as z from 'zod';
 import { configSchema, type Config } from './schema.js';
+import { needsDevCertificate } from './devcert.js';
 import { baseOptions, readCertPair } from './tls.js';
 
 export class ConfigError extends Error {
@@ -188,7 +189,7 @@ async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Ar
   const out: Array<{ key: TlsKey; problem: string }> = [];
   const reporter = (key: TlsKey) => (problem: string) => void out.push({ key, problem });
 
-  const willGenerate = tls.self_signed_if_missing && !(existsSync(tls.cert_file) && existsSync(tls.key_file));
+  const willGenerate = needsDevCertificate(tls);
   let cert: X509Certificate | null = null;
   let certPem: Buffer | null = null;
   let key: KeyObject | null = null;

@@ -1,6 +1,6 @@
 // Every metric the proxy exports, declared once. Labels come only from the bounded sets below.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { CLOSE_REASONS } from '../proxy/close-reason.js';
+import { CLIENT_CLOSES_METRIC, CLOSE_REASONS } from '../proxy/close-reason.js';
 import type { LimitLabel } from '../resp/replies.js';
 
 export const PREFIX = 'resp_tls_proxy_';
@@ -32,7 +32,7 @@ export function createMetrics(version: string) {
   const m = {
     registry,
     clientCloses: new Counter({
-      name: `${PREFIX}client_closes_total`,
+      name: CLIENT_CLOSES_METRIC,
       help: 'Client connections closed, by mode (graceful: close_notify written before teardown) and reason.',
       labelNames: ['mode', 'reason'] as const,
       registers,

@@ -26,3 +26,6 @@ export function closeLogLevel(reason: CloseReason, mode: CloseMode): 'info' | 'w
 export function isPeerGone(err: NodeJS.ErrnoException): boolean {
   return err.code === 'ECONNRESET' || err.code === 'EPIPE' || err.code === 'ECONNABORTED';
 }
+
+/** The counter of client closes by mode and reason (defined in observability/metrics.ts, read by `stats`). */
+export const CLIENT_CLOSES_METRIC = 'resp_tls_proxy_client_closes_total';
