@@ -31,6 +31,13 @@ async function makeCert(dir: string, days: number): Promise<void> {
     '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-out', 'tls.crt');
 }
 
+/** Lays out a Secret volume as the kubelet does: `..data` → `first`, tls.crt and tls.key through `..data`. */
+function linkSecretVolume(volume: string, first: string): void {
+  symlinkSync(first, path.join(volume, '..data'));
+  symlinkSync(path.join('..data', 'tls.crt'), path.join(volume, 'tls.crt'));
+  symlinkSync(path.join('..data', 'tls.key'), path.join(volume, 'tls.key'));
+}
+
 /** Points `..data` at `target` atomically: a new symlink renamed over the old one (what the kubelet's AtomicWriter does). */
 function swapData(volume: string, target: string): void {
   const tmp = path.join(volume, '..data_tmp');
@@ -60,9 +67,7 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     await makeCert(path.join(volume, third), 10);
     await makeCert(path.join(volume, 'other'), 10);
     renameSync(path.join(volume, 'other', 'tls.key'), path.join(volume, third, 'tls.key'));
-    symlinkSync(first, path.join(volume, '..data'));
-    symlinkSync(path.join('..data', 'tls.crt'), path.join(volume, 'tls.crt'));
-    symlinkSync(path.join('..data', 'tls.key'), path.join(volume, 'tls.key'));
+    linkSecretVolume(volume, first);
 
     const redis = await startRedis();
     t.after(() => redis.stop());
@@ -127,9 +132,7 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     const second = '..2026_02_01_00_00_00.000000002';
     await makeCert(path.join(volume, first), 30); // expires before the main certificate
     await makeCert(path.join(volume, second), 200);
-    symlinkSync(first, path.join(volume, '..data'));
-    symlinkSync(path.join('..data', 'tls.crt'), path.join(volume, 'tls.crt'));
-    symlinkSync(path.join('..data', 'tls.key'), path.join(volume, 'tls.key'));
+    linkSecretVolume(volume, first);
 
     const redis = await startRedis();
     t.after(() => redis.stop());
