@@ -49,10 +49,11 @@ export async function runProxy(config: Config, configPath: string): Promise<void
 
 /** The serving half, the same in a single process and in a worker. */
 async function startServing(config: Config, configPath: string, metrics: Metrics, log: Logger) {
-  const listener = new Listener(config, loadTlsMaterial(config.tls), metrics, log);
+  const material = loadTlsMaterial(config.tls);
+  const listener = new Listener(config, material, metrics, log);
   const address = await listener.listen();
   const state = { current: config, draining: false };
-  const reloader = new Reloader(configPath, listener, metrics, log, (next) => {
+  const reloader = new Reloader(configPath, listener, metrics, log, material.fingerprint, (next) => {
     state.current = next;
   });
   reloader.watchCertificates(config);
@@ -117,7 +118,6 @@ async function runSingle(config: Config, configPath: string, log: Logger): Promi
   );
   const onSignal = (signal: string): void => {
     void serving.shutdown(signal, () => undefined).then(() => {
-      if (!serving.state.draining) return;
       admin.close();
       process.exit(0);
     });

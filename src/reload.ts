@@ -5,7 +5,7 @@ import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
-import { loadTlsMaterial, tlsFiles, type TlsMaterial } from './config/tls.js';
+import { loadTlsMaterial, tlsFiles, tlsFingerprint, type TlsMaterial } from './config/tls.js';
 import type { Listener } from './proxy/listener.js';
 
 const CERT_WATCH_DEBOUNCE_MS = 250;
@@ -14,17 +14,16 @@ const CERT_WATCH_DEBOUNCE_MS = 250;
 export class Reloader {
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | null = null;
-  private lastFingerprint: string;
 
+  /** `lastFingerprint`: that of the TLS material the listener serves (TlsMaterial.fingerprint). */
   constructor(
     private readonly configPath: string,
     private readonly listener: Listener,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    private lastFingerprint: string,
     private readonly onConfig: (config: Config) => void,
-  ) {
-    this.lastFingerprint = '';
-  }
+  ) {}
 
   reload(trigger: string): boolean {
     let next: Config;
@@ -54,13 +53,6 @@ export class Reloader {
   watchCertificates(config: Config): void {
     this.stop();
     const dirs = new Set(tlsFiles(config.tls).map((f) => path.dirname(f)));
-    if (this.lastFingerprint === '') {
-      try {
-        this.lastFingerprint = loadTlsMaterial(config.tls).fingerprint;
-      } catch {
-        // reported on the next reload
-      }
-    }
     for (const dir of dirs) {
       try {
         const w = watch(dir, () => this.certificatesTouched());
@@ -85,9 +77,9 @@ export class Reloader {
       this.timer = null;
       let fingerprint: string;
       try {
-        fingerprint = loadTlsMaterial(loadConfigFile(this.configPath).tls).fingerprint;
+        fingerprint = tlsFingerprint(loadConfigFile(this.configPath).tls); // bytes only; reload() parses
       } catch {
-        fingerprint = '';
+        fingerprint = ''; // unreadable now: reload() reports why
       }
       // Only a real change counts: editors and kubelet touch files without changing them.
       if (fingerprint !== this.lastFingerprint) this.reload('certificate files changed');

@@ -1,6 +1,6 @@
 // The TLS material a config names: certificates and keys read, checked and made into secure
 // contexts. One mechanism for start-up, reloads, the certificate watch and `--check`.
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import type { Config } from './schema.js';
@@ -12,7 +12,7 @@ export interface TlsMaterial {
   sni: SniEntry[];
   /** notAfter of the serving certificate that expires first, Unix seconds. */
   expiresAt: number;
-  /** The bytes of every file read, to tell a real change on disk from a touch. */
+  /** SHA-256 of every file read (tlsFingerprint), to tell a real change on disk from a touch. */
   fingerprint: string;
 }
 
@@ -45,26 +45,54 @@ export function tlsFiles(cfg: Config['tls']): string[] {
   return [cfg.cert_file, cfg.key_file, ...(cfg.ca_file !== null ? [cfg.ca_file] : []), ...cfg.sni.flatMap((e) => [e.cert_file, e.key_file])];
 }
 
+type ReadFile = (file: string) => Buffer;
+
 /** Options shared by every certificate: protocol floor, ciphers, the client CA. */
-export function baseOptions(cfg: Config['tls']): tls.SecureContextOptions {
-  return { minVersion: cfg.min_version, ciphers: CIPHERS, ...(cfg.ca_file !== null ? { ca: readFileSync(cfg.ca_file) } : {}) };
+export function baseOptions(cfg: Config['tls'], read: ReadFile = readFileSync): tls.SecureContextOptions {
+  return { minVersion: cfg.min_version, ciphers: CIPHERS, ...(cfg.ca_file !== null ? { ca: read(cfg.ca_file) } : {}) };
 }
 
 /** Reads one certificate and its key; throws when either is unreadable or they do not match. */
-export function readCertPair(base: tls.SecureContextOptions, certFile: string, keyFile: string): { options: tls.SecureContextOptions; notAfter: number } {
-  const cert = readFileSync(certFile);
-  const options = { ...base, cert, key: readFileSync(keyFile) };
+export function readCertPair(
+  base: tls.SecureContextOptions,
+  certFile: string,
+  keyFile: string,
+  read: ReadFile = readFileSync,
+): { options: tls.SecureContextOptions; notAfter: number } {
+  const cert = read(certFile);
+  const options = { ...base, cert, key: read(keyFile) };
   tls.createSecureContext(options); // throws when the key does not match the certificate
   return { options, notAfter: Date.parse(new X509Certificate(cert).validTo) / 1000 };
 }
 
+/** The bytes of every file tlsFiles() names, each read once. Throws when one is unreadable. */
+function readTlsFiles(cfg: Config['tls']): Map<string, Buffer> {
+  return new Map(tlsFiles(cfg).map((f) => [f, readFileSync(f)]));
+}
+
+/**
+ * What the TLS files hold now, as one SHA-256: reads the bytes, parses nothing. Equal to the
+ * fingerprint of the material loadTlsMaterial() would make from the same bytes. A digest, so no
+ * copy of a private key outlives the load.
+ */
+export function tlsFingerprint(cfg: Config['tls']): string {
+  return fingerprintOf(readTlsFiles(cfg));
+}
+
+function fingerprintOf(files: Map<string, Buffer>): string {
+  const h = createHash('sha256');
+  for (const [file, bytes] of files) h.update(`${file}\0${bytes.length}\0`).update(bytes);
+  return h.digest('hex');
+}
+
 export function loadTlsMaterial(cfg: Config['tls']): TlsMaterial {
-  const base = baseOptions(cfg);
-  const main = readCertPair(base, cfg.cert_file, cfg.key_file);
-  const pairs = cfg.sni.map((e) => ({ entry: e, pair: readCertPair(base, e.cert_file, e.key_file) }));
+  const files = readTlsFiles(cfg);
+  const read = (f: string): Buffer => files.get(f)!;
+  const base = baseOptions(cfg, read);
+  const main = readCertPair(base, cfg.cert_file, cfg.key_file, read);
+  const pairs = cfg.sni.map((e) => ({ entry: e, pair: readCertPair(base, e.cert_file, e.key_file, read) }));
   const sni = pairs
     .map(({ entry, pair }) => ({ servername: entry.servername.toLowerCase(), context: tls.createSecureContext(pair.options), backend: entry.backend }))
     .sort((a, b) => Number(a.servername.startsWith('*.')) - Number(b.servername.startsWith('*.')));
-  const fingerprint = [main, ...pairs.map((p) => p.pair)].map(({ options: o }) => `${String(o.cert)}\n${String(o.key)}`).join('\n') + `\n${String(base.ca ?? '')}`;
-  return { options: main.options, sni, expiresAt: Math.min(main.notAfter, ...pairs.map((p) => p.pair.notAfter)), fingerprint };
+  return { options: main.options, sni, expiresAt: Math.min(main.notAfter, ...pairs.map((p) => p.pair.notAfter)), fingerprint: fingerprintOf(files) };
 }

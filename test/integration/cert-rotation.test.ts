@@ -4,7 +4,7 @@
 // it; the expiry gauge follows; open connections are untouched. A pair whose key does not match
 // is refused (reloads_total{result="error"}) and the last good certificate stays.
 import assert from 'node:assert/strict';
-import { mkdirSync, renameSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { OPENSSL } from '../helpers/certs.js';
@@ -122,6 +122,40 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     assert.equal(metricValue(m2, EXPIRY), after.validTo);
     assert.equal(proxy.proc.exitCode, null, 'the proxy runs on');
     t.diagnostic(`new certificate served ${tookMs} ms after the ..data swap (serial ${before.serial} → ${after.serial}, notAfter +${Math.round((after.validTo - before.validTo) / 86400)} days); reloads success ${success0}→${success0 + 1}, error ${errors0}→${errors0 + 1} after the mismatched pair`);
+  });
+
+  test('folder events that change no byte are not reloads; the next real change is', { timeout: 60_000 }, async (t) => {
+    const volume = makeTempDir('resp-tls-proxy-touch-');
+    const first = '..2026_01_01_00_00_00.000000001';
+    const copy = '..2026_01_02_00_00_00.000000002';
+    const next = '..2026_02_01_00_00_00.000000003';
+    await makeCert(path.join(volume, first), 30);
+    await makeCert(path.join(volume, next), 400);
+    cpSync(path.join(volume, first), path.join(volume, copy), { recursive: true });
+    linkSecretVolume(volume, first);
+
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({
+      backend: { host: '127.0.0.1', port: redis.port },
+      tls: { cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key') },
+    });
+    t.after(() => proxy.stop());
+    const success0 = metricValue(await proxy.metrics(), RELOADS, { result: 'success' });
+
+    // The same bytes: rewritten in place, then re-projected into a new folder.
+    const crt = path.join(volume, first, 'tls.crt');
+    writeFileSync(crt, readFileSync(crt));
+    swapData(volume, copy);
+    rmSync(path.join(volume, first), { recursive: true, force: true });
+    await sleep(1_500); // > the watch's 250 ms debounce
+    assert.equal(metricValue(await proxy.metrics(), RELOADS, { result: 'success' }), success0, logTail(proxy));
+
+    // A new certificate: one reload.
+    swapData(volume, next);
+    await waitForMetric(proxy, RELOADS, { result: 'success' }, (v) => v >= success0 + 1, 10_000);
+    await sleep(1_000);
+    assert.equal(metricValue(await proxy.metrics(), RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
   });
 
   test('a tls.sni certificate in its own folder is watched too: swapping it reloads, and the expiry gauge follows it', { timeout: 60_000 }, async (t) => {
