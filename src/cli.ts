@@ -7,12 +7,13 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureDevCertificate } from './config/devcert.js';
 import { ConfigError, checkConfigFile, loadConfigFile } from './config/load.js';
-import type { Config } from './config/schema.js';
+import { configSchema, type Config } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
 import { packageVersion } from './version.js';
 
 const CONFIG_ENV = 'RESP_TLS_PROXY_CONFIG';
-const DEFAULT_ADMIN = 'http://127.0.0.1:9180';
+const ADMIN_DEFAULTS = configSchema.shape.admin.parse(undefined);
+const DEFAULT_ADMIN = `http://${ADMIN_DEFAULTS.host}:${ADMIN_DEFAULTS.port}`;
 
 const USAGE = `Usage:
   resp-tls-proxy --config FILE            run the proxy (FILE may come from $${CONFIG_ENV})

@@ -62,6 +62,11 @@ function yamlMessage(code: string, message: string): string {
   return message.charAt(0).toLowerCase() + message.slice(1);
 }
 
+/** `FILE:LINE: dotted.key: problem` (no key part when keyPath is null). */
+function problemAt(file: string, line: number, keyPath: KeyPath | null, problem: string): Problem {
+  return { line, text: `${file}:${line}: ${keyPath ? `${dotted(keyPath)}: ` : ''}${problem}` };
+}
+
 function analyze(text: string, file: string): Analysis {
   const lineCounter = new LineCounter();
   const doc: Document = parseDocument(text, { lineCounter, prettyErrors: false });
@@ -81,9 +86,7 @@ function analyze(text: string, file: string): Analysis {
   };
 
   const problems: Problem[] = [];
-  const add = (line: number, keyPath: KeyPath | null, problem: string): void => {
-    problems.push({ line, text: `${file}:${line}: ${keyPath ? `${dotted(keyPath)}: ` : ''}${problem}` });
-  };
+  const add = (line: number, keyPath: KeyPath | null, problem: string): void => void problems.push(problemAt(file, line, keyPath, problem));
 
   if (doc.errors.length > 0) {
     for (const err of doc.errors) add(lineAt(err.pos[0]), null, `YAML syntax error: ${yamlMessage(err.code, err.message)}`);
@@ -292,8 +295,7 @@ export async function checkConfigFile(file: string): Promise<string[]> {
   const problems: Problem[] = [];
   for (const { key, problem } of await tlsFileProblems(config.tls)) {
     const keyPath = key ? ['tls', key] : ['tls'];
-    const line = analysis.lineOf(keyPath);
-    problems.push({ line, text: `${file}:${line}: ${dotted(keyPath)}: ${problem}` });
+    problems.push(problemAt(file, analysis.lineOf(keyPath), keyPath, problem));
   }
   problems.sort((a, b) => a.line - b.line);
   return problems.map((p) => p.text);

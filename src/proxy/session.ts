@@ -156,7 +156,7 @@ export class Session {
     this.setStatus('closing');
     this.client.setTimeout(0);
     this.client.resume(); // from now on client input is read and discarded
-    if (reason === 'client_reset') return this.teardown();
+    if (reason === 'client_reset') return this.finalize();
     if (reason === 'max_clients') return this.endClient();
     if (reason === 'backend_closed' || reason === 'backend_error') {
       this.replyToLost(BACKEND_LOST_REPLY);
@@ -214,7 +214,7 @@ export class Session {
       }
       return;
     }
-    this.teardown();
+    this.finalize();
   }
 
   /** Progress in phases 2 and 4 restarts their deadline; the drain phase has a fixed one. */
@@ -227,12 +227,7 @@ export class Session {
     if (this.phase === 'backend' || this.phase === 'flush') this.armDeadline();
   }
 
-  private teardown(): void {
-    this.backend?.destroy();
-    this.client.destroy();
-    this.finalize();
-  }
-
+  /** The end of every close: destroys what is still open and records the close. Idempotent. */
   private finalize(): void {
     if (this.status === 'closed') return;
     if (this.status !== 'closing') {
@@ -279,7 +274,7 @@ export class Session {
     if (this.status === 'closing' || this.status === 'closed') {
       if (this.unavailable !== null && this.phase === 'backend') return this.scanWhileUnavailable(chunk);
       this.drained += chunk.length;
-      if (this.drained > this.cfg.close.drain_max_bytes && this.phase === 'drain') this.teardown();
+      if (this.drained > this.cfg.close.drain_max_bytes && this.phase === 'drain') this.finalize();
       return;
     }
     const out = this.out;
@@ -299,7 +294,7 @@ export class Session {
 
   private onClientEnd(): void {
     if (this.status === 'connecting' || this.status === 'proxying') return this.close('client_closed');
-    if (this.phase === 'drain') return this.teardown(); // both sides are done
+    if (this.phase === 'drain') return this.finalize(); // both sides are done
     if (this.phase === 'backend' && this.unavailable !== null) this.endClient(); // no command will come
   }
 
@@ -308,7 +303,7 @@ export class Session {
     this.clientError ??= err.code ?? err.message;
     if (this.status === 'closing') {
       // After end() errors are expected noise; before it, the client is gone and so is our chance.
-      return this.teardown();
+      return this.finalize();
     }
     if (!isPeerGone(err)) this.deps.log.warn({ conn: this.id, err: err.message, code: err.code }, 'client socket error');
     this.close('client_reset');
