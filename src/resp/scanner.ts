@@ -49,15 +49,22 @@ const BULK_LF2 = 14;
 const INLINE = 15; // inside an inline line, looking for LF
 const FAILED = 16;
 
-/** Command names that make reply counting unreliable (replies no longer one per command). */
-const UNCOUNTABLE_NAMES = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monitor']);
+/** Commands that put the connection in subscriber or monitor mode: replies no longer one per command. */
+const SUBSCRIBE_NAMES = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monitor']);
+/**
+ * Commands whose replies are not one per command either, without entering subscriber mode:
+ * `UNSUBSCRIBE a b` answers twice under RESP2, and under RESP3 the answers are pushes, which are
+ * not replies.
+ */
+const UNSUBSCRIBE_NAMES = new Set(['unsubscribe', 'punsubscribe', 'sunsubscribe']);
 /** The same names as lowercase bytes, for the multibulk path (no strings per command). */
-const UNCOUNTABLE_BYTES = [...UNCOUNTABLE_NAMES].map((name) => Buffer.from(name, 'latin1'));
+const SUBSCRIBE_BYTES = [...SUBSCRIBE_NAMES].map((name) => Buffer.from(name, 'latin1'));
+const UNSUBSCRIBE_BYTES = [...UNSUBSCRIBE_NAMES].map((name) => Buffer.from(name, 'latin1'));
 /** CLIENT REPLY OFF|SKIP silences replies: counting stops too (so does CLIENT REPLY ON, to keep it simple). */
 const CLIENT_BYTES = Buffer.from('client', 'latin1');
 const REPLY_BYTES = Buffer.from('reply', 'latin1');
 const NAME_MIN = 6; // "client"
-const NAME_MAX = 10; // "psubscribe", "ssubscribe"
+const NAME_MAX = 12; // "punsubscribe", "sunsubscribe"
 
 /** -LLONG_MIN: the largest magnitude string2ll() accepts for "*-N" (19 digits). */
 const NEG_BOUND = Buffer.from('9223372036854775808', 'latin1');
@@ -76,8 +83,8 @@ export class RequestScanner {
   /** Set once the client issued SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR. */
   subscribeSeen = false;
   /**
-   * Set once replies stopped being one per command: after SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR
-   * or CLIENT REPLY. Counting the backend's replies then says nothing about what is unanswered.
+   * Set once replies stopped being one per command: after SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR,
+   * UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE or CLIENT REPLY. Counting the backend's replies then says nothing about what is unanswered.
    */
   repliesUncounted = false;
 
@@ -94,11 +101,13 @@ export class RequestScanner {
   // the same-length prefix of NEG_BOUND (-1 below, 0 equal, 1 above).
   private negLen = 0;
   private negCmp = 0;
-  // The first argument, when its length could be one of UNCOUNTABLE_BYTES: collected across
-  // chunks into nameBuf; nameHit records a match until the command completes.
-  // The second argument is collected the same way when the first is CLIENT (clientHit), to see REPLY.
+  // The first argument, when its length could be one of the names above: collected across
+  // chunks into nameBuf; nameHit (SUBSCRIBE_BYTES) and unsubscribeHit record a match until the
+  // command completes. The second argument is collected the same way when the first is CLIENT
+  // (clientHit), to see REPLY.
   private nameLen = 0;
   private nameHit = false;
+  private unsubscribeHit = false;
   private clientHit = false;
   private replyHit = false;
   private readonly nameBuf = Buffer.alloc(NAME_MAX);
@@ -214,6 +223,7 @@ export class RequestScanner {
             elemsLeft = acc;
             this.elemIndex = 0;
             this.nameHit = false;
+            this.unsubscribeHit = false;
             this.clientHit = false;
             this.replyHit = false;
             state = BULK_DOLLAR;
@@ -270,7 +280,8 @@ export class RequestScanner {
           if (chunk[i++] !== 10) return this.fail(violation('bulk_not_crlf', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
           if (this.nameLen > 0) {
             if (this.elemIndex === 0) {
-              this.nameHit = this.isUncountableName();
+              this.nameHit = this.nameIn(SUBSCRIBE_BYTES);
+              this.unsubscribeHit = this.nameIn(UNSUBSCRIBE_BYTES);
               this.clientHit = this.nameIs(CLIENT_BYTES);
             } else this.replyHit = this.nameIs(REPLY_BYTES);
             this.nameLen = 0;
@@ -279,7 +290,7 @@ export class RequestScanner {
           if (--elemsLeft === 0) {
             commands++;
             if (this.nameHit) this.subscribeSeen = this.repliesUncounted = true;
-            if (this.replyHit) this.repliesUncounted = true;
+            if (this.replyHit || this.unsubscribeHit) this.repliesUncounted = true;
             state = START;
             if (this.heldBytes > 0) this.flushHeld(out);
             this.streaming = false;
@@ -353,16 +364,17 @@ export class RequestScanner {
     this.lastInlineArgs = args.length;
     if (args.length > 0) {
       const name = args[0]!.toString('latin1').toLowerCase();
-      if (UNCOUNTABLE_NAMES.has(name)) this.subscribeSeen = this.repliesUncounted = true;
+      if (SUBSCRIBE_NAMES.has(name)) this.subscribeSeen = this.repliesUncounted = true;
+      else if (UNSUBSCRIBE_NAMES.has(name)) this.repliesUncounted = true;
       else if (name === 'client' && args.length > 1 && args[1]!.toString('latin1').toLowerCase() === 'reply') this.repliesUncounted = true;
       out.push(encodeMultibulk(args));
     }
     return null;
   }
 
-  /** nameBuf[0, nameLen) is one of UNCOUNTABLE_BYTES, ASCII case-insensitively. */
-  private isUncountableName(): boolean {
-    for (const name of UNCOUNTABLE_BYTES) if (this.nameIs(name)) return true;
+  /** nameBuf[0, nameLen) is one of `names`, ASCII case-insensitively. */
+  private nameIn(names: readonly Buffer[]): boolean {
+    for (const name of names) if (this.nameIs(name)) return true;
     return false;
   }
 

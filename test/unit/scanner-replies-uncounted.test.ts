@@ -1,6 +1,7 @@
 // RequestScanner.repliesUncounted: set once a command makes the backend's replies stop being one
-// per command — SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR (subscribeSeen too) and CLIENT REPLY
-// (OFF and SKIP silence replies) — so the session invents no "backend connection lost" replies
+// per command — SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR (subscribeSeen too), UNSUBSCRIBE and its
+// P and S forms (RESP2: one reply per channel; RESP3: pushes, not replies) and CLIENT REPLY (OFF
+// and SKIP silence replies) — so the session invents no "backend connection lost" replies
 // and does not wait for replies that never come. Multibulk and inline, any case, at every split.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -39,9 +40,16 @@ describe('RequestScanner.repliesUncounted', () => {
     }
   });
 
+  it('UNSUBSCRIBE, PUNSUBSCRIBE and SUNSUBSCRIBE stop counting but are not subscriber mode', () => {
+    for (const s of [mb('UNSUBSCRIBE'), mb('unsubscribe', 'a', 'b'), mb('PUNSUBSCRIBE', 'p*'), mb('SunSubscribe', 's'), 'UNSUBSCRIBE\r\n', "punsubscribe 'a'\n", mb('PING') + mb('SUNSUBSCRIBE') + mb('GET', 'k')]) {
+      assert.deepEqual(flags(s), { uncounted: true, subscribe: false }, JSON.stringify(s));
+    }
+  });
+
   it('look-alikes do not', () => {
     for (const s of [mb('CLIENT', 'LIST'), mb('CLIENT', 'REPLYX', 'OFF'), mb('CLIENTS', 'REPLY', 'OFF'), mb('ECHO', 'CLIENT'), mb('ECHO', 'client', 'reply'), mb('SET', 'REPLY', 'x'),
-      mb('CLIENT'), mb('CLIENT', 'ID') + mb('GET', 'reply'), 'ECHO client reply\r\n', 'CLIENT LIST\r\n', mb('CLIENT', 'REPL\xc9'), mb('CLIENT', 'SETNAME', 'reply')]) {
+      mb('CLIENT'), mb('CLIENT', 'ID') + mb('GET', 'reply'), 'ECHO client reply\r\n', 'CLIENT LIST\r\n', mb('CLIENT', 'REPL\xc9'), mb('CLIENT', 'SETNAME', 'reply'),
+      mb('UNSUBSCRIBEX'), mb('XUNSUBSCRIBE'), mb('ECHO', 'unsubscribe'), mb('PUNSUBSCRIB'), 'ECHO sunsubscribe\r\n']) {
       assert.deepEqual(flags(s), { uncounted: false, subscribe: false }, JSON.stringify(s));
     }
   });
