@@ -115,9 +115,7 @@ export class Session {
     backend.setNoDelay(true);
     backend.connect({ host: this.cfg.backend.host, port: this.cfg.backend.port });
     this.backend = backend;
-    this.connectTimer = setTimeout(() => {
-      backend.destroy(Object.assign(new Error(`connect timeout after ${this.cfg.backend.connect_timeout_ms} ms`), { code: 'ETIMEDOUT' }));
-    }, this.cfg.backend.connect_timeout_ms);
+    this.connectTimer = setTimeout(() => this.giveUpConnect(`connect timeout after ${this.cfg.backend.connect_timeout_ms} ms`), this.cfg.backend.connect_timeout_ms);
     backend.on('connect', () => {
       clearTimeout(this.connectTimer!);
       this.deps.metrics.backendConnectDuration.observe((performance.now() - started) / 1000);
@@ -188,7 +186,8 @@ export class Session {
     this.phase = 'flush';
     this.armDeadline();
     if (this.backend !== null && !this.backendClosed) this.backend.destroy();
-    if (this.finalReply !== null) this.writeClient(this.finalReply);
+    // Not after a reply the backend cut off: the client would read the text as part of it.
+    if (this.finalReply !== null && !this.replyCutOff()) this.writeClient(this.finalReply);
     this.client.end();
   }
 
@@ -205,6 +204,9 @@ export class Session {
     this.deadline = null;
     if (this.phase === 'backend') {
       if (this.backend === null || this.backendClosed) return this.endClient();
+      // Still connecting: end() now would make the queued commands a write after end. Give up on
+      // the backend instead: the queued commands get the backend-unavailable error.
+      if (!this.backendConnected) return this.giveUpConnect(`not connected within close.drain_timeout_ms (${this.cfg.close.drain_timeout_ms} ms)`);
       if (!this.backendEnded) {
         this.backendEnded = true;
         this.backend.end();
@@ -375,7 +377,7 @@ export class Session {
   }
 
   private onBackendData(chunk: Buffer): void {
-    if (!this.scanner.repliesUncounted) this.counter.feed(chunk); // after SUBSCRIBE, MONITOR or CLIENT REPLY nothing reads the count
+    if (!this.scanner.repliesUncounted) this.counter.feed(chunk); // after (UN)SUBSCRIBE, MONITOR or CLIENT REPLY nothing reads the count
     this.writeClient(chunk);
     if (this.phase === 'backend') {
       this.progress();
@@ -404,6 +406,11 @@ export class Session {
       this.replyToLost(BACKEND_LOST_REPLY); // it went away before answering everything
       this.endClient();
     }
+  }
+
+  /** The connect takes too long: its 'error' leads to onBackendUnreachable(). */
+  private giveUpConnect(why: string): void {
+    this.backend!.destroy(Object.assign(new Error(why), { code: 'ETIMEDOUT' }));
   }
 
   /** Connect failed or timed out: answer each complete command with the cause, then close. */
@@ -453,7 +460,12 @@ export class Session {
    */
   private replyToLost(reply: Buffer): void {
     const owed = this.owed();
-    if (owed > 0 && this.countable() && !this.counter.midReply) this.writeClient(repeat(reply, owed));
+    if (owed > 0 && this.countable() && !this.replyCutOff()) this.writeClient(repeat(reply, owed));
+  }
+
+  /** The backend's reply stream stopped in the middle of a reply (as far as counting tells). */
+  private replyCutOff(): boolean {
+    return this.countable() && this.counter.midReply;
   }
 
   /** Commands forwarded that the backend has not answered yet. */
@@ -467,8 +479,17 @@ export class Session {
   }
 }
 
+/**
+ * Replies the proxy writes for the backend (lost, unavailable) in one go: at most this many bytes.
+ * A client may have pipelined millions of commands that will never be answered; one error per
+ * command past this bound would cost memory the client could make us allocate at will. The
+ * commands past it get no reply: the close that follows tells the client they failed.
+ */
+export const MADE_UP_REPLIES_MAX_BYTES = 1024 * 1024;
+
 function repeat(reply: Buffer, times: number): Buffer {
-  return times === 1 ? reply : Buffer.alloc(reply.length * times, reply);
+  const n = Math.min(times, Math.max(1, Math.floor(MADE_UP_REPLIES_MAX_BYTES / reply.length)));
+  return n === 1 ? reply : Buffer.alloc(reply.length * n, reply);
 }
 
 /**

@@ -209,6 +209,72 @@ describe('QUIT with more commands pipelined after it', { timeout: 90_000 }, () =
   });
 });
 
+const HUGE = 32 * 1024 * 1024;
+
+/**
+ * Stores a 32 MiB value as `huge`, sends `payload` (which GETs it) through the proxy without
+ * reading, kills the proxy's backend connection while Redis is still writing the reply, then
+ * reads everything the proxy sends until its close. Returns what was read.
+ */
+async function cutMidReply(stack: Stack, payload: Buffer): Promise<Buffer> {
+  // SET the value directly, in one request (redis-cli cannot take 32 MiB as an argument).
+  await new Promise<void>((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port: stack.redis.port });
+    s.on('error', reject);
+    s.on('data', (d: Buffer) => {
+      if (d.toString('latin1').startsWith('+OK')) {
+        s.end();
+        resolve();
+      } else reject(new Error(`SET answered ${show(d)}`));
+    });
+    s.on('connect', () => s.write(encodeCommand(['SET', 'huge', Buffer.alloc(HUGE, 'v')])));
+  });
+  const opts = { host: '127.0.0.1', port: stack.proxy.port, servername: 'localhost', ca: readFileSync(stack.certs.caFile), allowHalfOpen: true };
+  const sock = tls.connect(opts);
+  const chunks: Buffer[] = [];
+  const ended = new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no end within 30 s')), 30_000);
+    sock.on('close', () => clearTimeout(t));
+    sock.on('end', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    sock.on('error', (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+  });
+  sock.on('data', (d: Buffer) => chunks.push(d));
+  await new Promise<void>((resolve) => sock.once('secureConnect', resolve));
+  sock.pause(); // do not read: the reply backs up into Redis's output buffer
+  sock.write(payload);
+  // The proxy's backend connection, blocked writing the reply (omem > 0 in CLIENT LIST).
+  const id = await waitFor('the proxy\'s backend connection in CLIENT LIST', async () => {
+    const list = await stack.redis.cli('CLIENT', 'LIST');
+    // GET and the PINGs ran; their replies wait in the output buffer (omem).
+    const line = list.split('\n').find((l) => / cmd=(get|ping) /.test(l) && / omem=[1-9]/.test(l));
+    return line === undefined ? undefined : /^id=(\d+)/.exec(line)?.[1];
+  }, 15_000).catch(async (e: unknown) => {
+    sock.destroy();
+    throw new Error(`${String(e)}\n${await stack.redis.cli('CLIENT', 'LIST')}`);
+  });
+  assert.equal(await stack.redis.cli('CLIENT', 'KILL', 'ID', id), '1');
+  sock.resume();
+  await ended;
+  sock.end();
+  return Buffer.concat(chunks);
+}
+
+/** The reply is the header of the 32 MiB value and less than all of it, and nothing but the value's bytes. */
+function assertCutValueOnly(reply: Buffer, why: string): void {
+  const header = `$${HUGE}\r\n`;
+  assert.equal(reply.subarray(0, header.length).toString('latin1'), header, why);
+  const body = reply.subarray(header.length);
+  assert.ok(body.length < HUGE, `the reply was not cut (${body.length} bytes of ${HUGE})\n${why}`);
+  const foreign = body.findIndex((b) => b !== 0x76);
+  assert.equal(foreign, -1, `bytes other than the value follow the cut-off reply at offset ${foreign}: ${show(body.subarray(foreign, foreign + 200))}\n${why}`);
+}
+
 describe('the backend dies in the middle of a reply', { timeout: 90_000 }, () => {
   // A 32 MiB value: the proxy relays it to a client that does not read, so most of it still
   // waits in Redis's output buffer when the proxy's backend connection is killed. Whatever the
@@ -216,63 +282,10 @@ describe('the backend dies in the middle of a reply', { timeout: 90_000 }, () =>
   // (a parser that trusts the declared length returns "…vvv-ERR backend conn" as the value when
   // the cut is close to the end), so nothing may follow it but close_notify.
   const stack = useStack();
-  const SIZE = 32 * 1024 * 1024;
 
   test('GET of 32 MiB then PING ×3, backend connection killed mid-reply → the cut-off value and nothing else, then the close', { timeout: 60_000 }, async () => {
-    // SET the value directly, in one request (redis-cli cannot take 32 MiB as an argument).
-    await new Promise<void>((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port: stack.redis.port });
-      s.on('error', reject);
-      s.on('data', (d: Buffer) => {
-        if (d.toString('latin1').startsWith('+OK')) {
-          s.end();
-          resolve();
-        } else reject(new Error(`SET answered ${show(d)}`));
-      });
-      s.on('connect', () => s.write(encodeCommand(['SET', 'huge', Buffer.alloc(SIZE, 'v')])));
-    });
-    const payload = encodePipeline([['GET', 'huge'], ['PING'], ['PING'], ['PING']]);
-    const opts = { host: '127.0.0.1', port: stack.proxy.port, servername: 'localhost', ca: readFileSync(stack.certs.caFile), allowHalfOpen: true };
-    const sock = tls.connect(opts);
-    const chunks: Buffer[] = [];
-    const ended = new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('no end within 30 s')), 30_000);
-      sock.on('close', () => clearTimeout(t));
-      sock.on('end', () => {
-        clearTimeout(t);
-        resolve();
-      });
-      sock.on('error', (e) => {
-        clearTimeout(t);
-        reject(e);
-      });
-    });
-    sock.on('data', (d: Buffer) => chunks.push(d));
-    await new Promise<void>((resolve) => sock.once('secureConnect', resolve));
-    sock.pause(); // do not read: the reply backs up into Redis's output buffer
-    sock.write(payload);
-    // The proxy's backend connection, blocked writing the reply (omem > 0 in CLIENT LIST).
-    const id = await waitFor('the proxy\'s backend connection in CLIENT LIST', async () => {
-      const list = await stack.redis.cli('CLIENT', 'LIST');
-      // GET and the PINGs ran; their replies wait in the output buffer (omem).
-      const line = list.split('\n').find((l) => / cmd=(get|ping) /.test(l) && / omem=[1-9]/.test(l));
-      return line === undefined ? undefined : /^id=(\d+)/.exec(line)?.[1];
-    }, 15_000).catch(async (e: unknown) => {
-      sock.destroy();
-      throw new Error(`${String(e)}\n${await stack.redis.cli('CLIENT', 'LIST')}`);
-    });
-    assert.equal(await stack.redis.cli('CLIENT', 'KILL', 'ID', id), '1');
-    sock.resume();
-    await ended;
-    sock.end();
-    const reply = Buffer.concat(chunks);
-    const header = `$${SIZE}\r\n`;
-    const why = `${reply.length} bytes: ${show(reply, 300)}\n${logTail(stack.proxy)}`;
-    assert.equal(reply.subarray(0, header.length).toString('latin1'), header, why);
-    const body = reply.subarray(header.length);
-    assert.ok(body.length < SIZE, `the reply was not cut (${body.length} bytes of ${SIZE})\n${why}`);
-    const foreign = body.findIndex((b) => b !== 0x76);
-    assert.equal(foreign, -1, `bytes other than the value follow the cut-off reply at offset ${foreign}: ${show(body.subarray(foreign, foreign + 200))}\n${why}`);
+    const reply = await cutMidReply(stack, encodePipeline([['GET', 'huge'], ['PING'], ['PING'], ['PING']]));
+    assertCutValueOnly(reply, `${reply.length} bytes: ${show(reply, 300)}\n${logTail(stack.proxy)}`);
   });
 
   test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
@@ -303,5 +316,58 @@ describe('CLIENT REPLY OFF: replies no longer one per command, so none are inven
     const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
     assert.equal(r.reply.toString('latin1'), '$1\r\n1\r\n', why);
     assert.equal(r.close, 'close_notify', why);
+  });
+});
+
+describe('UNSUBSCRIBE: its replies are not one per command, so none are invented or waited for', { timeout: 60_000 }, () => {
+  const stack = useStack();
+
+  test('RESP3: HELLO 3, UNSUBSCRIBE (answered by a push, not a reply), PING, then the client closes → +PONG, close_notify at once, no LOST', { timeout: 30_000 }, async () => {
+    const payload = encodePipeline([['HELLO', '3'], ['UNSUBSCRIBE'], ['PING']]);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    const reply = r.reply.toString('latin1');
+    assert.ok(reply.includes('>3\r\n$11\r\nunsubscribe\r\n_\r\n:0\r\n'), why);
+    assert.ok(reply.endsWith('+PONG\r\n'), why);
+    assert.ok(!reply.includes('backend connection lost'), why);
+    assert.equal(r.close, 'close_notify', why);
+    // Counted as a command owed a reply, the UNSUBSCRIBE kept the proxy waiting close.drain_timeout_ms (5 s).
+    assert.ok(r.elapsedMs < 3_000, `took ${r.elapsedMs} ms\n${why}`);
+  });
+});
+
+describe('the LOST replies for a huge unanswered pipeline are bounded', { timeout: 90_000 }, () => {
+  const stack = useStack();
+
+  test('600,000 PINGs read by a paused backend that then dies → at most 1 MiB of LOST replies, then close_notify; the proxy stays up', { timeout: 60_000 }, async () => {
+    const n = 600_000;
+    const base = metricValue(await stack.proxy.metrics(), COMMANDS);
+    // A paused Redis still reads its clients' input, it only stops running it: every PING reaches it unanswered.
+    await stack.redis.cli('CLIENT', 'PAUSE', '30000', 'ALL');
+    const payload = Buffer.from(repeat(encodeCommand(['PING']).toString('latin1'), n), 'latin1');
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 20_000 });
+    await waitForwarded(stack, base, n);
+    process.kill(stack.redis.pid, 'SIGKILL');
+    const r = await client;
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.close, 'close_notify', why);
+    const { replies, rest } = splitReplies(r.reply);
+    assert.equal(rest.length, 0, why);
+    assert.ok(replies.every((b) => b.toString('latin1') === LOST), why);
+    // One LOST per command used to be 18 MB here, and grows with the pipeline without bound.
+    assert.equal(replies.length, Math.floor((1024 * 1024) / LOST.length), why);
+    assert.equal(stack.proxy.proc.exitCode, null, 'the proxy runs on');
+  });
+});
+
+describe('a protocol error pipelined after a reply the backend then cuts off', { timeout: 90_000 }, () => {
+  const stack = useStack();
+
+  test('GET of 32 MiB, PING, then a bad header; backend connection killed mid-reply → the cut-off value and nothing else: no error text inside the value', { timeout: 60_000 }, async () => {
+    const payload = Buffer.concat([encodePipeline([['GET', 'huge'], ['PING']]), Buffer.from('*1\r\n$x\r\n')]);
+    const reply = await cutMidReply(stack, payload);
+    assertCutValueOnly(reply, `${reply.length} bytes: ${show(reply, 300)}\n${logTail(stack.proxy)}`);
+    const text = await waitForMetric(stack.proxy, CLOSES, { mode: 'graceful', reason: 'protocol_error' }, (v) => v >= 1);
+    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'protocol_error' }), 1, text);
   });
 });

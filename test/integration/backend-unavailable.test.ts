@@ -2,14 +2,16 @@
 // plus a short cause, then the close is orderly. A client that has not sent a command yet is
 // waited for (up to close.drain_timeout_ms) so it learns why.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { freePort } from '../helpers/common.js';
+import { freePort, sleep } from '../helpers/common.js';
 import { sharedCerts, type TestCerts } from '../helpers/certs.js';
 import { logTail } from '../helpers/fixture.js';
 import { metricSamples, metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
 import { redisCliTls } from '../helpers/redis-cli.js';
 import { ERR, encodeCommand, msetPayload, show } from '../helpers/resp.js';
-import { describe as showResult, strictClient, type StrictClientResult } from '../helpers/strict-client.js';
+import { PYTHON, describe as showResult, strictClient, type StrictClientResult } from '../helpers/strict-client.js';
 
 const CLOSES = 'resp_tls_proxy_client_closes_total';
 const UNAVAILABLE_LINE = /^-ERR backend unavailable[^\r\n]{0,200}$/;
@@ -108,5 +110,48 @@ describe('backend port with nothing listening', { timeout: 120_000 }, () => {
     const graceful = metricSamples(text, CLOSES, { mode: 'graceful' }).reduce((a, x) => a + x.value, 0);
     assert.equal(graceful, closes + 1 + racyCloses, text);
     assert.deepEqual(metricSamples(text, CLOSES, { mode: 'abrupt' }).filter((s) => s.value > 0), [], text);
+  });
+});
+
+/**
+ * A listener whose accept queue is full (backlog 0, never accepting, filled by two connections):
+ * Linux drops further SYNs, so a connect to it neither completes nor fails until it times out.
+ */
+async function blackHole(): Promise<{ port: number; close(): void }> {
+  const script = 'import socket,sys\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()\n';
+  const py = spawn(PYTHON, ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    py.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    py.once('exit', (code) => reject(new Error(`python exited ${code}`)));
+  });
+  const fillers = [0, 1].map(() => net.connect({ host: '127.0.0.1', port }).on('error', () => undefined));
+  await sleep(200);
+  return {
+    port,
+    close: () => {
+      for (const f of fillers) f.destroy();
+      py.stdin.end();
+      py.kill();
+    },
+  };
+}
+
+describe('a backend connect that hangs, and a client that closes meanwhile', { timeout: 60_000 }, () => {
+  test('PING, then close_notify while the connect hangs → the backend-unavailable error and close_notify after close.drain_timeout_ms, not after connect_timeout_ms', { timeout: 30_000 }, async (t) => {
+    const hole = await blackHole();
+    t.after(() => hole.close());
+    // The premise: a connect to it does not complete.
+    const probe = net.connect({ host: '127.0.0.1', port: hole.port });
+    const connected = await Promise.race([new Promise<boolean>((r) => probe.once('connect', () => r(true))), sleep(500).then(() => false)]);
+    probe.destroy();
+    assert.equal(connected, false, 'the black-hole listener accepted a connection');
+
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: hole.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 400 } });
+    t.after(() => proxy.stop());
+    const r = await strictClient({ port: proxy.port, payload: encodeCommand(['PING']), caFile: (await sharedCerts()).caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+    assertUnavailable(proxy, r, 1);
+    assert.ok(r.reply.toString('latin1').includes('ETIMEDOUT'), showResult(r));
+    // It used to end() the connecting socket and wait out connect_timeout_ms (8 s).
+    assert.ok(r.elapsedMs < 4000, `took ${r.elapsedMs} ms\n${showResult(r)}\n${logTail(proxy)}`);
   });
 });
