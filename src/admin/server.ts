@@ -45,6 +45,9 @@ export async function startAdmin(host: string, port: number, handlers: AdminHand
       resolve();
     });
   });
+  // After listen(): an accept that fails (EMFILE) is an 'error' on the server; unheard, it
+  // would end the process and every TLS session with it.
+  server.on('error', (err) => log.error({ err: err.message }, 'admin server error'));
   return server;
 }
 
