@@ -3,10 +3,11 @@
 //
 // Exit status: 0 ok; 1 runtime failure (proxy crashed, admin endpoint unreachable);
 // 2 usage error or configuration problems. Problems and usage errors go to stderr, one per line.
+import cluster from 'node:cluster';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureDevCertificate } from './config/devcert.js';
-import { ConfigError, checkConfigFile, loadConfigFile } from './config/load.js';
+import { ConfigError, WORKER_CONFIG_ENV, checkConfigFile, loadConfigFile } from './config/load.js';
 import { configSchema, type Config } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
 import { packageVersion } from './version.js';
@@ -53,8 +54,9 @@ async function stats(admin: string): Promise<number> {
 
 async function run(configFile: string): Promise<number> {
   let config: Config;
+  const inherited = cluster.isWorker ? process.env[WORKER_CONFIG_ENV] : undefined;
   try {
-    config = loadConfigFile(configFile);
+    config = inherited !== undefined ? (JSON.parse(inherited) as Config) : loadConfigFile(configFile);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     printProblems(err.problems);
@@ -117,6 +119,8 @@ async function main(argv: string[]): Promise<number> {
 
 try {
   process.exitCode = await main(process.argv.slice(2));
+  // A worker that could not start: its IPC channel to the primary would keep it alive, idle.
+  if (cluster.isWorker && process.exitCode !== 0) process.exit();
 } catch (err) {
   const code = (err as NodeJS.ErrnoException).code;
   if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {

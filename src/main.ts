@@ -5,11 +5,10 @@
 // endpoints, with /metrics summed across workers, forwards SIGHUP/SIGTERM/SIGINT to them and
 // replaces a worker that dies.
 import cluster, { type Worker } from 'node:cluster';
-import os from 'node:os';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
-import { loadConfigFile } from './config/load.js';
-import type { Config } from './config/schema.js';
+import { WORKER_CONFIG_ENV, loadConfigFile } from './config/load.js';
+import { type Config, restartOnlyChanges, workerCount } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
 import { loadTlsMaterial } from './config/tls.js';
@@ -36,7 +35,7 @@ export async function runProxy(config: Config, configPath: string): Promise<void
   // Until the reloader is installed, a SIGHUP must not kill the process (its default action);
   // the config being loaded is the newest anyway.
   process.on('SIGHUP', () => undefined);
-  const workers = config.workers === 0 ? os.availableParallelism() : config.workers;
+  const workers = workerCount(config);
   const log = createLogger(config.log.level);
   process.on('uncaughtException', (err) => {
     log.fatal({ err: err.stack ?? String(err) }, 'uncaught exception; exiting');
@@ -53,7 +52,10 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
   const listener = new Listener(config, material, metrics, log);
   const address = await listener.listen();
   const state = { current: config, draining: false };
-  const reloader = new Reloader(configPath, listener, metrics, log, material.fingerprint, (next) => {
+  const reloader = new Reloader(configPath, listener, metrics, log, { config, fingerprint: material.fingerprint }, (next) => {
+    log.level = next.log.level;
+    const ignored = restartOnlyChanges(state.current, next);
+    if (ignored.length > 0) log.warn({ keys: ignored }, 'these changes take effect only on restart');
     state.current = next;
   });
   reloader.watchCertificates(config);
@@ -226,9 +228,11 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   const startedAt = new Map<number, number>();
   let announced = false;
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
+  /** Replacements for dead workers, waiting out the back-off. */
+  const respawns = new Set<NodeJS.Timeout>();
 
   const fork = (): Worker => {
-    const w = cluster.fork();
+    const w = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(state.current) });
     startedAt.set(w.id, Date.now());
     w.on('message', (msg: WorkerMessage) => {
       if (msg.type === 'listening') {
@@ -276,7 +280,11 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     const lived = Date.now() - (startedAt.get(w.id) ?? 0);
     startedAt.delete(w.id);
     log.error({ worker: w.id, code, signal, lived_ms: lived }, 'worker died; starting a new one');
-    setTimeout(fork, lived < RESPAWN_BACKOFF_MS ? RESPAWN_BACKOFF_MS : 0);
+    const timer = setTimeout(() => {
+      respawns.delete(timer);
+      fork();
+    }, lived < RESPAWN_BACKOFF_MS ? RESPAWN_BACKOFF_MS : 0);
+    respawns.add(timer);
   });
 
   const forward = (signal: 'SIGTERM'): void => {
@@ -290,17 +298,27 @@ async function runPrimary(config: Config, configPath: string, count: number, log
       if (listening.has(w.id)) w.process.kill('SIGHUP');
       else reloadOwed.add(w.id);
     }
-    // The primary probes the backend for /readyz and backend_up: follow the file too. A bad
-    // file is logged and counted by the workers; the primary keeps its config likewise.
+    // The primary probes the backend for /readyz and backend_up, and hands its config to the
+    // workers it starts: follow the file too. A bad file (or certificate) is logged and counted
+    // by the workers; the primary keeps its config likewise.
     try {
-      state.current = loadConfigFile(configPath);
+      const next = loadConfigFile(configPath);
+      loadTlsMaterial(next.tls); // what the workers check too: they keep their config when this throws
+      state.current = next; // replacement workers start with it
     } catch {
       // keep the running configuration
     }
   });
   const stop = (signal: NodeJS.Signals): void => {
     state.draining = true; // /readyz answers 503 from now on
+    for (const timer of respawns) clearTimeout(timer); // a replacement forked now would never hear the signal
+    respawns.clear();
     log.info({ signal }, 'shutting down: forwarding to workers');
+    if (Object.keys(cluster.workers ?? {}).length === 0) {
+      log.info('no workers running; shutdown complete');
+      admin?.close();
+      process.exit(0);
+    }
     forward('SIGTERM');
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

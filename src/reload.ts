@@ -10,40 +10,63 @@ import type { Listener } from './proxy/listener.js';
 
 const CERT_WATCH_DEBOUNCE_MS = 250;
 
-/** SIGHUP and certificate-file changes: re-read everything; keep the old config on any problem. */
+/**
+ * SIGHUP re-reads the config file and the certificates; a certificate-file change re-reads the
+ * certificates of the running config (an edit to the file waits for SIGHUP). Any problem: the
+ * running config and certificates stay.
+ */
 export class Reloader {
   private watchers: FSWatcher[] = [];
   private timer: NodeJS.Timeout | null = null;
+  private current: Config;
+  private lastFingerprint: string;
 
-  /** `lastFingerprint`: that of the TLS material the listener serves (TlsMaterial.fingerprint). */
+  /** `served`: the config and the fingerprint of the TLS material the listener serves. */
   constructor(
     private readonly configPath: string,
     private readonly listener: Listener,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    private lastFingerprint: string,
+    served: { config: Config; fingerprint: string },
     private readonly onConfig: (config: Config) => void,
-  ) {}
+  ) {
+    this.current = served.config;
+    this.lastFingerprint = served.fingerprint;
+  }
 
+  /** SIGHUP: the config file and the certificates it names. */
   reload(trigger: string): boolean {
     let next: Config;
-    let material: TlsMaterial;
     try {
       next = loadConfigFile(this.configPath);
+    } catch (err) {
+      return this.failed(trigger, err);
+    }
+    return this.apply(next, trigger);
+  }
+
+  private apply(next: Config, trigger: string): boolean {
+    let material: TlsMaterial;
+    try {
       material = loadTlsMaterial(next.tls);
     } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
-      this.metrics.reloads.labels('error').inc();
-      this.log.error({ trigger, problems }, 'reload failed; keeping the running configuration');
-      return false;
+      return this.failed(trigger, err);
     }
     this.listener.reload(next, material);
+    this.current = next;
     this.lastFingerprint = material.fingerprint;
     this.metrics.reloads.labels('success').inc();
     this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
     this.onConfig(next);
     this.watchCertificates(next);
     return true;
+  }
+
+  private failed(trigger: string, err: unknown): false {
+    const problems = err instanceof ConfigError ? err.problems : [(err as Error).message];
+    this.metrics.reloads.labels('error').inc();
+    this.log.error({ trigger, problems }, 'reload failed; keeping the running configuration');
+    return false;
   }
 
   /**
@@ -77,12 +100,12 @@ export class Reloader {
       this.timer = null;
       let fingerprint: string;
       try {
-        fingerprint = tlsFingerprint(loadConfigFile(this.configPath).tls); // bytes only; reload() parses
+        fingerprint = tlsFingerprint(this.current.tls); // bytes only; apply() parses
       } catch {
-        fingerprint = ''; // unreadable now: reload() reports why
+        fingerprint = ''; // unreadable now: apply() reports why
       }
       // Only a real change counts: editors and kubelet touch files without changing them.
-      if (fingerprint !== this.lastFingerprint) this.reload('certificate files changed');
+      if (fingerprint !== this.lastFingerprint) this.apply(this.current, 'certificate files changed');
     }, CERT_WATCH_DEBOUNCE_MS);
   }
 }

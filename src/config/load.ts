@@ -277,6 +277,12 @@ async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Ar
 }
 
 /**
+ * How a worker gets the config its primary runs (validated, as of the last SIGHUP), as JSON: a
+ * worker that re-read the file would pick up an edit not applied yet, or fail on a broken one.
+ */
+export const WORKER_CONFIG_ENV = 'RESP_TLS_PROXY_WORKER_CONFIG';
+
+/**
  * Everything `--check` reports: schema problems, then (if the schema is satisfied) unreadable,
  * unparsable or mismatched certificate/key/CA files. Empty list = config ok.
  * With `tls.self_signed_if_missing`, missing certificate/key files are not a problem.

@@ -2,6 +2,7 @@
 // generated from it (scripts/gen-schema.mjs), and config/default.yaml spells out its defaults.
 // Keys are snake_case, exactly as written in YAML. Every object is strict: an unknown key is an
 // error, never silently ignored.
+import os from 'node:os';
 import * as z from 'zod';
 
 const POSITIVE = 'must be a positive integer';
@@ -101,7 +102,7 @@ export const configSchema = z
           .describe('Most elements in one request array; inline commands count their arguments too.'),
         max_bulk_len: positiveInt().default(536870912).describe('Most bytes in one bulk string (proto-max-bulk-len).'),
         max_inline_len: positiveInt().default(65536).describe('Most bytes in one inline command line.'),
-        max_clients: positiveInt().default(10000).describe('Most concurrent client connections.'),
+        max_clients: positiveInt().default(10000).describe('Most concurrent client connections; with workers > 1 each takes an equal share.'),
         idle_timeout_ms: nonNegativeInt().default(0).describe('Close a client idle this long; 0 = never.'),
         idle_timeout_pubsub: z
           .boolean()
@@ -163,4 +164,30 @@ export function configJsonSchema(): Record<string, unknown> {
 /** Exactly the text of config/schema.json. */
 export function renderConfigJsonSchema(): string {
   return `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
+}
+
+/** How many processes accept connections: `workers`, with 0 meaning one per CPU. */
+export function workerCount(config: Config): number {
+  return config.workers === 0 ? os.availableParallelism() : config.workers;
+}
+
+/**
+ * One accepting process's share of limits.max_clients: the workers split it evenly (node:cluster
+ * hands out connections round-robin), so together they hold no more than the limit.
+ */
+export function clientsPerProcess(config: Config, workers: number): number {
+  return Math.ceil(config.limits.max_clients / workers);
+}
+
+/** What a reload cannot apply to a running process: these keys take effect on restart. */
+const RESTART_ONLY: ReadonlyArray<readonly [string, (c: Config) => unknown]> = [
+  ['listen', (c) => c.listen],
+  ['admin', (c) => c.admin],
+  ['workers', (c) => c.workers],
+  ['tls.handshake_timeout_ms', (c) => c.tls.handshake_timeout_ms], // tls.Server takes it once, when created
+];
+
+/** The restart-only keys whose value differs between two configs. */
+export function restartOnlyChanges(prev: Config, next: Config): string[] {
+  return RESTART_ONLY.filter(([, get]) => JSON.stringify(get(prev)) !== JSON.stringify(get(next))).map(([key]) => key);
 }

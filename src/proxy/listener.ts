@@ -4,7 +4,7 @@
 
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
-import type { Config } from '../config/schema.js';
+import { clientsPerProcess, workerCount, type Config } from '../config/schema.js';
 import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
@@ -37,6 +37,8 @@ export class Listener {
   private config: Config;
   private material: TlsMaterial;
   private accepting = false;
+  /** Processes sharing limits.max_clients: workerCount() of the config this process started with. */
+  private readonly workers: number;
 
   constructor(
     config: Config,
@@ -46,6 +48,7 @@ export class Listener {
   ) {
     this.config = config;
     this.material = material;
+    this.workers = workerCount(config);
     this.server = tls.createServer({
       ...material.options,
       allowHalfOpen: true,
@@ -55,7 +58,7 @@ export class Listener {
       rejectUnauthorized: config.tls.ca_file !== null,
       SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
-    this.server.maxConnections = socketCap(config);
+    this.server.maxConnections = socketCap(config, this.workers);
     metrics.certExpiry.set(material.expiresAt);
     this.server.on('connection', (raw: Timed) => {
       raw[kAcceptedAt] = performance.now();
@@ -104,7 +107,7 @@ export class Listener {
     // tls.Server reads these per connection: setting or clearing ca_file turns mTLS on or off.
     const mtls = config.tls.ca_file !== null;
     Object.assign(this.server, { requestCert: mtls, rejectUnauthorized: mtls });
-    this.server.maxConnections = socketCap(config);
+    this.server.maxConnections = socketCap(config, this.workers);
     this.metrics.certExpiry.set(material.expiresAt);
     this.config = config;
     this.material = material;
@@ -170,7 +173,7 @@ export class Listener {
     });
     this.sessions.add(session);
     if (this.closingAll) session.turnAway('shutdown');
-    else if (this.sessions.size > this.config.limits.max_clients) session.turnAway('max_clients');
+    else if (this.sessions.size > clientsPerProcess(this.config, this.workers)) session.turnAway('max_clients');
     else session.start();
   }
 }
@@ -181,8 +184,8 @@ export class Listener {
  * flood of handshakes that never finish, with room for the over-limit replies. Past it the
  * kernel connection is closed at once.
  */
-function socketCap(config: Config): number {
-  return config.limits.max_clients * 2 + 100;
+function socketCap(config: Config, workers: number): number {
+  return clientsPerProcess(config, workers) * 2 + 100;
 }
 
 function handshakeFailureReason(err: NodeJS.ErrnoException): HandshakeFailureReason {

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
+import YAML from 'yaml';
 import { OPENSSL } from '../helpers/certs.js';
 import { makeTempDir, run, sleep, waitFor } from '../helpers/common.js';
 import { logTail } from '../helpers/fixture.js';
@@ -156,6 +157,38 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     await waitForMetric(proxy, RELOADS, { result: 'success' }, (v) => v >= success0 + 1, 10_000);
     await sleep(1_000);
     assert.equal(metricValue(await proxy.metrics(), RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
+  });
+
+  test('a certificate change reloads the certificates only: an edit of the config file waits for SIGHUP', { timeout: 60_000 }, async (t) => {
+    const volume = makeTempDir('resp-tls-proxy-certs-only-');
+    const first = '..2026_01_01_00_00_00.000000001';
+    const next = '..2026_02_01_00_00_00.000000002';
+    await makeCert(path.join(volume, first), 30);
+    await makeCert(path.join(volume, next), 400);
+    linkSecretVolume(volume, first);
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({
+      backend: { host: '127.0.0.1', port: redis.port },
+      tls: { cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key') },
+      limits: { max_multibulk_len: 10 },
+    });
+    t.after(() => proxy.stop());
+    const success0 = metricValue(await proxy.metrics(), RELOADS, { result: 'success' });
+
+    // An edit not applied yet (no SIGHUP), then a certificate rotation.
+    const cfg = YAML.parse(readFileSync(proxy.configFile, 'utf8')) as { limits: Record<string, number> };
+    cfg.limits.max_multibulk_len = 3;
+    writeFileSync(proxy.configFile, YAML.stringify(cfg));
+    swapData(volume, next);
+    await waitForMetric(proxy, RELOADS, { result: 'success' }, (v) => v >= success0 + 1, 10_000);
+
+    // New connections: the new certificate, and still the running limit (10).
+    const conn = await openTls(proxy.port);
+    t.after(() => conn.close());
+    assert.ok(Date.parse(conn.peerCertificate().valid_to) / 1000 > Date.now() / 1000 + 300 * 86400, 'the new certificate');
+    const [reply] = await conn.request(encodeCommand(['DEL', 'k1', 'k2', 'k3', 'k4']));
+    assert.equal(reply!.toString('latin1'), ':0\r\n', logTail(proxy));
   });
 
   test('a tls.sni certificate in its own folder is watched too: swapping it reloads, and the expiry gauge follows it', { timeout: 60_000 }, async (t) => {

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import YAML from 'yaml';
-import { waitFor } from '../helpers/common.js';
+import { sleep, waitFor } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { waitForMetric, metricValue, type Proxy } from '../helpers/proxy.js';
 import { ERR, encodeCommand, show } from '../helpers/resp.js';
@@ -108,4 +108,30 @@ describe('SIGHUP reload of limits.max_multibulk_len', { timeout: 120_000 }, () =
     assert.equal(ok.close, 'close_notify', showResult(ok));
   });
 
+});
+
+describe('SIGHUP: log.level applies at once; restart-only keys are named in a warning', { timeout: 60_000 }, () => {
+  const stack = useStack();
+
+  test('log.level warn and a new tls.handshake_timeout_ms, SIGHUP → a warning naming the key; closes (info) are no longer logged', { timeout: 30_000 }, async () => {
+    const p = stack.proxy;
+    const closes = (): number => p.logs().filter((r) => typeof r.reason === 'string' && typeof r.mode === 'string').length;
+    const ping = async (): Promise<void> => {
+      const r = await strictClient({ port: p.port, payload: encodeCommand(['PING']), caFile: stack.certs.caFile, afterWrite: 'close_notify' });
+      assert.equal(r.reply.toString('latin1'), '+PONG\r\n', showResult(r));
+    };
+    await ping();
+    await waitFor('the close logged at info', () => closes() === 1, 5_000);
+
+    rewriteConfig(p, (cfg) => {
+      cfg.log = { level: 'warn' };
+      cfg.tls = { ...(cfg.tls as object), handshake_timeout_ms: 2_000 };
+    });
+    process.kill(p.pid, 'SIGHUP');
+    const warning = await waitFor('the restart-only warning', () => p.logs().find((r) => r.msg === 'these changes take effect only on restart'), 5_000);
+    assert.deepEqual(warning.keys, ['tls.handshake_timeout_ms'], logTail(p));
+    await ping();
+    await sleep(500);
+    assert.equal(closes(), 1, `a close was logged at info after log.level warn\n${logTail(p)}`);
+  });
 });

@@ -176,3 +176,80 @@ describe('workers: 2', { timeout: 180_000 }, () => {
     t.diagnostic(`/metrics ${early.ms} ms while the second worker started, ${during.ms} ms right after the SIGKILL; workers ${first.join(',')}; 20 PINGs in ${pingMs} ms (closes logged by ${servedBy.size} worker(s)); connections_total ${metricValue(m1, 'resp_tls_proxy_connections_total')}; after SIGKILL of ${victim}: 5 PINGs served within ${servedMs} ms, replacement ${replacement} seen ${replacementSeenMs} ms after the kill, SIGHUP then, both reloaded ${replacedMs} ms after the kill; SIGTERM → exit 0 in ${stopMs} ms`);
   });
 });
+
+describe('workers: 2 — one max_clients, the running config for replacements, no respawn after SIGTERM', { timeout: 180_000 }, () => {
+  test('max_clients 2 holds across both workers; a worker replaced after a broken file was refused runs the last good config; a respawn due when SIGTERM comes is cancelled and the proxy exits 0', { timeout: 150_000 }, async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy(
+      { backend: { host: '127.0.0.1', port: redis.port }, workers: 2, limits: { max_clients: 2 }, shutdown: { grace_ms: 3000 } },
+      { startTimeoutMs: 45_000 },
+    );
+    const seen = new Set<number>();
+    const workers = (): number[] => {
+      const w = childrenOf(proxy.pid);
+      for (const pid of w) seen.add(pid);
+      return w;
+    };
+    t.after(async () => {
+      await proxy.stop('SIGTERM', 15_000);
+      for (const pid of seen) {
+        if (alive(pid)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }
+      }
+    });
+    const ca = readFileSync(proxy.certs.caFile);
+    const first = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
+    const served = (pid: number): boolean => closeRecords(proxy.logs()).some((r) => r.pid === pid);
+    await waitFor('both workers serving', async () => {
+      await pingOnce(proxy, ca);
+      return first.every(served);
+    }, 30_000, 50);
+
+    // max_clients 2 over two workers: one each. Three clients held open: one is turned away.
+    const held = [];
+    const answers: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
+      held.push(c);
+      answers.push((await c.request(encodeCommand(['PING']), 1, 15_000))[0]!.toString('latin1'));
+    }
+    for (const c of held) c.close();
+    assert.equal(answers.filter((a) => a === '+PONG\r\n').length, 2, `${answers.join(' | ')}\n${logTail(proxy)}`);
+    assert.deepEqual(answers.filter((a) => a !== '+PONG\r\n'), ['-ERR max number of clients reached\r\n']);
+
+    // A broken file and SIGHUP: both workers refuse it. A worker killed now is replaced by one
+    // that runs the config the others run (it used to read the broken file and never listen).
+    writeFileSync(proxy.configFile, `${readFileSync(proxy.configFile, 'utf8')}\nnot_a_key: 1\n`);
+    process.kill(proxy.pid, 'SIGHUP');
+    await waitFor('both workers refusing the file', async () => metricValue(await proxy.metrics(), 'resp_tls_proxy_reloads_total', { result: 'error' }) >= 2, 15_000, 100);
+    process.kill(first[0]!, 'SIGKILL');
+    const replacement = await waitFor('a replacement worker', () => workers().find((pid) => !first.includes(pid)), 30_000, 20);
+    await waitFor('the replacement serving', async () => {
+      await pingOnce(proxy, ca);
+      return served(replacement);
+    }, 30_000, 50);
+
+    // A respawn due when SIGTERM comes: the survivor dies (replaced at once), its replacement dies
+    // young (the next one waits 1 s), and SIGTERM comes within that second while a client keeps
+    // the last worker draining for grace_ms (3 s). The respawn must not happen: a worker forked
+    // after the SIGTERM never hears it, and the proxy never exits.
+    process.kill(first[1]!, 'SIGKILL');
+    const young = await waitFor('the survivor\'s replacement', () => workers().find((pid) => pid !== replacement && !first.includes(pid)), 30_000, 5);
+    process.kill(young, 'SIGKILL');
+    await waitFor('three worker deaths logged', () => proxy.logs().filter((r) => r.msg === 'worker died; starting a new one').length === 3, 5_000, 5);
+    const holder = await openTls(proxy.port, { ca, timeoutMs: 5_000 });
+    t.after(() => holder.close());
+    assert.equal((await holder.request(encodeCommand(['PING']), 1, 5_000))[0]!.toString('latin1'), '+PONG\r\n');
+    const exit = await proxy.stop('SIGTERM', 20_000);
+    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    workers();
+    await waitFor('every worker gone', () => [...seen].every((pid) => !alive(pid)), 10_000);
+    assert.equal(seen.size, 4, `workers seen: ${[...seen].join(', ')}`);
+  });
+});
