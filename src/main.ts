@@ -8,7 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
 import { WORKER_CONFIG_ENV, loadConfigFile } from './config/load.js';
-import { type Config, restartOnlyChanges, workerCount } from './config/schema.js';
+import { type Config, keepRestartOnly, restartOnlyChanges, workerCount } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
 import { loadTlsMaterial } from './config/tls.js';
@@ -304,7 +304,10 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     try {
       const next = loadConfigFile(configPath);
       loadTlsMaterial(next.tls); // what the workers check too: they keep their config when this throws
-      state.current = next; // replacement workers start with it
+      // Replacement workers start with it, except what takes a restart (a new admin port, say,
+      // is the primary's to bind, and `workers` decides whether a process is a worker at all).
+      state.current = keepRestartOnly(state.current, next);
+      log.level = next.log.level;
     } catch {
       // keep the running configuration
     }

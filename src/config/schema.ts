@@ -102,7 +102,7 @@ export const configSchema = z
           .describe('Most elements in one request array; inline commands count their arguments too.'),
         max_bulk_len: positiveInt().default(536870912).describe('Most bytes in one bulk string (proto-max-bulk-len).'),
         max_inline_len: positiveInt().default(65536).describe('Most bytes in one inline command line.'),
-        max_clients: positiveInt().default(10000).describe('Most concurrent client connections; with workers > 1 each takes an equal share.'),
+        max_clients: positiveInt().default(10000).describe('Most concurrent client connections; with more than one worker, each takes an equal share.'),
         idle_timeout_ms: nonNegativeInt().default(0).describe('Close a client idle this long; 0 = never.'),
         idle_timeout_pubsub: z
           .boolean()
@@ -186,6 +186,17 @@ const RESTART_ONLY: ReadonlyArray<readonly [string, (c: Config) => unknown]> = [
   ['workers', (c) => c.workers],
   ['tls.handshake_timeout_ms', (c) => c.tls.handshake_timeout_ms], // tls.Server takes it once, when created
 ];
+
+/** `next` with the restart-only keys of `running`: the config a running process can adopt. */
+export function keepRestartOnly(running: Config, next: Config): Config {
+  return {
+    ...next,
+    listen: running.listen,
+    admin: running.admin,
+    workers: running.workers,
+    tls: { ...next.tls, handshake_timeout_ms: running.tls.handshake_timeout_ms },
+  };
+}
 
 /** The restart-only keys whose value differs between two configs. */
 export function restartOnlyChanges(prev: Config, next: Config): string[] {

@@ -430,6 +430,9 @@ export class Session {
     this.queued = [];
     this.queuedBytes = 0;
     this.answerUnavailable();
+    // Already closing (the client ended, or shutdown) when the connect was given up: the commands
+    // it sent are answered above; with none, nothing is left to wait for.
+    if (this.phase === 'backend' && this.reason !== 'backend_unavailable') this.endClient();
   }
 
   /** While waiting for a first command to tell the backend is unavailable, keep scanning. */

@@ -52,9 +52,9 @@ const FAILED = 16;
 /** Commands that put the connection in subscriber or monitor mode: replies no longer one per command. */
 const SUBSCRIBE_NAMES = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monitor']);
 /**
- * Commands whose replies are not one per command either, without entering subscriber mode:
- * `UNSUBSCRIBE a b` answers twice under RESP2, and under RESP3 the answers are pushes, which are
- * not replies.
+ * Outside subscriber mode these answer once per channel named (once if none) under RESP2, and
+ * with pushes, which are not replies, under RESP3. So counting stops after one that names two or
+ * more channels, or after any once the client asked for RESP3 (HELLO 3).
  */
 const UNSUBSCRIBE_NAMES = new Set(['unsubscribe', 'punsubscribe', 'sunsubscribe']);
 /** The same names as lowercase bytes, for the multibulk path (no strings per command). */
@@ -63,7 +63,9 @@ const UNSUBSCRIBE_BYTES = [...UNSUBSCRIBE_NAMES].map((name) => Buffer.from(name,
 /** CLIENT REPLY OFF|SKIP silences replies: counting stops too (so does CLIENT REPLY ON, to keep it simple). */
 const CLIENT_BYTES = Buffer.from('client', 'latin1');
 const REPLY_BYTES = Buffer.from('reply', 'latin1');
-const NAME_MIN = 6; // "client"
+/** HELLO 3: RESP3 from now on (assumed even if the server refuses it: counting stops sooner, never later). */
+const HELLO_BYTES = Buffer.from('hello', 'latin1');
+const NAME_MIN = 5; // "hello"
 const NAME_MAX = 12; // "punsubscribe", "sunsubscribe"
 
 /** -LLONG_MIN: the largest magnitude string2ll() accepts for "*-N" (19 digits). */
@@ -84,7 +86,8 @@ export class RequestScanner {
   subscribeSeen = false;
   /**
    * Set once replies stopped being one per command: after SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR,
-   * UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE or CLIENT REPLY. Counting the backend's replies then says nothing about what is unanswered.
+   * CLIENT REPLY, or an UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE naming two or more channels or sent
+   * after HELLO 3. Counting the backend's replies then says nothing about what is unanswered.
    */
   repliesUncounted = false;
 
@@ -104,12 +107,16 @@ export class RequestScanner {
   // The first argument, when its length could be one of the names above: collected across
   // chunks into nameBuf; nameHit (SUBSCRIBE_BYTES) and unsubscribeHit record a match until the
   // command completes. The second argument is collected the same way when the first is CLIENT
-  // (clientHit), to see REPLY.
+  // (clientHit), to see REPLY, or HELLO (helloHit), to see 3.
   private nameLen = 0;
   private nameHit = false;
   private unsubscribeHit = false;
   private clientHit = false;
   private replyHit = false;
+  private helloHit = false;
+  private resp3Hit = false;
+  /** The client sent HELLO 3. */
+  private resp3 = false;
   private readonly nameBuf = Buffer.alloc(NAME_MAX);
   private streaming = false; // the current command's first bytes already went out
   /** The current incomplete command's bytes from earlier chunks: views and sealed copies, in order. */
@@ -226,6 +233,8 @@ export class RequestScanner {
             this.unsubscribeHit = false;
             this.clientHit = false;
             this.replyHit = false;
+            this.helloHit = false;
+            this.resp3Hit = false;
             state = BULK_DOLLAR;
           }
           break;
@@ -258,7 +267,11 @@ export class RequestScanner {
         }
         case BULK_LF:
           if (chunk[i++] !== 10) return this.fail(violation('invalid_bulk_length', 'syntax'), chunk, out, emitStart, cmdStart, commands, i);
-          this.nameLen = (this.elemIndex === 0 && acc >= NAME_MIN && acc <= NAME_MAX) || (this.elemIndex === 1 && this.clientHit && acc === REPLY_BYTES.length) ? acc : 0;
+          this.nameLen =
+            (this.elemIndex === 0 && acc >= NAME_MIN && acc <= NAME_MAX) ||
+            (this.elemIndex === 1 && ((this.clientHit && acc === REPLY_BYTES.length) || (this.helloHit && acc === 1)))
+              ? acc
+              : 0;
           bulkLeft = acc;
           state = acc === 0 ? BULK_CR : BULK_BODY;
           break;
@@ -283,14 +296,17 @@ export class RequestScanner {
               this.nameHit = this.nameIn(SUBSCRIBE_BYTES);
               this.unsubscribeHit = this.nameIn(UNSUBSCRIBE_BYTES);
               this.clientHit = this.nameIs(CLIENT_BYTES);
-            } else this.replyHit = this.nameIs(REPLY_BYTES);
+              this.helloHit = this.nameIs(HELLO_BYTES);
+            } else if (this.clientHit) this.replyHit = this.nameIs(REPLY_BYTES);
+            else this.resp3Hit = this.nameBuf[0] === 51; /* 3 */
             this.nameLen = 0;
           }
           this.elemIndex++;
           if (--elemsLeft === 0) {
             commands++;
             if (this.nameHit) this.subscribeSeen = this.repliesUncounted = true;
-            if (this.replyHit || this.unsubscribeHit) this.repliesUncounted = true;
+            if (this.replyHit || (this.unsubscribeHit && (this.resp3 || this.elemIndex > 2))) this.repliesUncounted = true;
+            if (this.resp3Hit) this.resp3 = true;
             state = START;
             if (this.heldBytes > 0) this.flushHeld(out);
             this.streaming = false;
@@ -365,7 +381,8 @@ export class RequestScanner {
     if (args.length > 0) {
       const name = args[0]!.toString('latin1').toLowerCase();
       if (SUBSCRIBE_NAMES.has(name)) this.subscribeSeen = this.repliesUncounted = true;
-      else if (UNSUBSCRIBE_NAMES.has(name)) this.repliesUncounted = true;
+      else if (UNSUBSCRIBE_NAMES.has(name)) this.repliesUncounted ||= this.resp3 || args.length > 2;
+      else if (name === 'hello' && args.length > 1 && args[1]!.length === 1 && args[1]![0] === 51) this.resp3 = true;
       else if (name === 'client' && args.length > 1 && args[1]!.toString('latin1').toLowerCase() === 'reply') this.repliesUncounted = true;
       out.push(encodeMultibulk(args));
     }

@@ -155,3 +155,19 @@ describe('a backend connect that hangs, and a client that closes meanwhile', { t
     assert.ok(r.elapsedMs < 4000, `took ${r.elapsedMs} ms\n${showResult(r)}\n${logTail(proxy)}`);
   });
 });
+
+describe('a backend connect that hangs, and a client that closes without a command', { timeout: 60_000 }, () => {
+  test('handshake, then close_notify at once → close_notify back after close.drain_timeout_ms, and the session is gone', { timeout: 30_000 }, async (t) => {
+    const hole = await blackHole();
+    t.after(() => hole.close());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: hole.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 400 } });
+    t.after(() => proxy.stop());
+    const r = await strictClient({ port: proxy.port, payload: Buffer.alloc(0), caFile: (await sharedCerts()).caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+    const why = `${showResult(r)}\n${logTail(proxy)}`;
+    assert.equal(r.reply.length, 0, why);
+    assert.equal(r.close, 'close_notify', why);
+    // It used to stay open: the given-up connect left no timer to end it.
+    assert.ok(r.elapsedMs < 4000, `took ${r.elapsedMs} ms\n${why}`);
+    await waitForMetric(proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 0, 5_000);
+  });
+});

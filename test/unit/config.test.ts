@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createSelfSignedCertificate, ensureDevCertificate } from '../../src/config/devcert.js';
 import { ConfigError, checkConfigFile, loadConfigFile, parseConfigText } from '../../src/config/load.js';
-import { configSchema, renderConfigJsonSchema } from '../../src/config/schema.js';
+import { configSchema, keepRestartOnly, renderConfigJsonSchema, restartOnlyChanges } from '../../src/config/schema.js';
 
 const repoRoot = new URL('../../../', import.meta.url);
 
@@ -351,5 +351,32 @@ describe('ensureDevCertificate', () => {
     const config = loadConfigFile(file);
     assert.equal(await ensureDevCertificate(config), false);
     await assert.rejects(stat(config.tls.cert_file), { code: 'ENOENT' });
+  });
+});
+
+describe('restart-only keys', () => {
+  const running = configSchema.parse({ tls: { cert_file: '/c.pem', key_file: '/k.pem' }, backend: { host: 'a', port: 6379 } });
+  const next = configSchema.parse({
+    tls: { cert_file: '/c2.pem', key_file: '/k2.pem', handshake_timeout_ms: 2000 },
+    backend: { host: 'b', port: 6380 },
+    listen: { port: 7000 },
+    admin: { port: 9999 },
+    workers: 4,
+    limits: { max_clients: 5 },
+    log: { level: 'warn' },
+  });
+
+  it('restartOnlyChanges names listen, admin, workers and tls.handshake_timeout_ms when they change', () => {
+    assert.deepEqual(restartOnlyChanges(running, next), ['listen', 'admin', 'workers', 'tls.handshake_timeout_ms']);
+    assert.deepEqual(restartOnlyChanges(running, running), []);
+  });
+
+  it('keepRestartOnly takes exactly those from the running config and everything else from the new one', () => {
+    const adopted = keepRestartOnly(running, next);
+    assert.deepEqual(restartOnlyChanges(running, adopted), []);
+    assert.deepEqual(adopted, { ...next, listen: running.listen, admin: running.admin, workers: running.workers, tls: { ...next.tls, handshake_timeout_ms: running.tls.handshake_timeout_ms } });
+    assert.equal(adopted.backend.host, 'b');
+    assert.equal(adopted.limits.max_clients, 5);
+    assert.equal(adopted.tls.cert_file, '/c2.pem');
   });
 });

@@ -1,7 +1,7 @@
 // RequestScanner.repliesUncounted: set once a command makes the backend's replies stop being one
 // per command — SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR (subscribeSeen too), UNSUBSCRIBE and its
-// P and S forms (RESP2: one reply per channel; RESP3: pushes, not replies) and CLIENT REPLY (OFF
-// and SKIP silence replies) — so the session invents no "backend connection lost" replies
+// P and S forms naming two or more channels (RESP2: one reply per channel) or after HELLO 3
+// (RESP3: pushes, not replies), and CLIENT REPLY (OFF and SKIP silence replies) — so the session invents no "backend connection lost" replies
 // and does not wait for replies that never come. Multibulk and inline, any case, at every split.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -40,16 +40,32 @@ describe('RequestScanner.repliesUncounted', () => {
     }
   });
 
-  it('UNSUBSCRIBE, PUNSUBSCRIBE and SUNSUBSCRIBE stop counting but are not subscriber mode', () => {
-    for (const s of [mb('UNSUBSCRIBE'), mb('unsubscribe', 'a', 'b'), mb('PUNSUBSCRIBE', 'p*'), mb('SunSubscribe', 's'), 'UNSUBSCRIBE\r\n', "punsubscribe 'a'\n", mb('PING') + mb('SUNSUBSCRIBE') + mb('GET', 'k')]) {
+  it('UNSUBSCRIBE, PUNSUBSCRIBE and SUNSUBSCRIBE naming two or more channels stop counting (RESP2: a reply per channel), but are not subscriber mode', () => {
+    for (const s of [mb('unsubscribe', 'a', 'b'), mb('PUNSUBSCRIBE', 'p*', 'q*', 'r*'), mb('SunSubscribe', 's', 't'), "punsubscribe 'a' b\n", mb('PING') + mb('SUNSUBSCRIBE', 'x', 'y') + mb('GET', 'k')]) {
       assert.deepEqual(flags(s), { uncounted: true, subscribe: false }, JSON.stringify(s));
+    }
+  });
+
+  it('with none or one channel they are one reply under RESP2: still counted', () => {
+    for (const s of [mb('UNSUBSCRIBE'), mb('unsubscribe', 'a'), mb('PUNSUBSCRIBE'), 'SUNSUBSCRIBE s\r\n', mb('HELLO', '2') + mb('UNSUBSCRIBE'), mb('HELLO') + mb('UNSUBSCRIBE'), mb('HELLO', '33') + mb('UNSUBSCRIBE')]) {
+      assert.deepEqual(flags(s), { uncounted: false, subscribe: false }, JSON.stringify(s));
+    }
+  });
+
+  it('after HELLO 3 any of them stops counting (RESP3 answers with pushes); HELLO 3 alone does not', () => {
+    for (const s of [mb('HELLO', '3') + mb('UNSUBSCRIBE'), mb('hello', '3', 'AUTH', 'u', 'p') + mb('PUNSUBSCRIBE', 'p*'), 'HELLO 3\r\nunsubscribe\r\n', mb('HELLO', '3') + mb('GET', 'k') + 'SUNSUBSCRIBE\n']) {
+      assert.deepEqual(flags(s), { uncounted: true, subscribe: false }, JSON.stringify(s));
+    }
+    for (const s of [mb('HELLO', '3'), 'HELLO 3\r\n', mb('HELLO', '3') + mb('PING')]) {
+      assert.deepEqual(flags(s), { uncounted: false, subscribe: false }, JSON.stringify(s));
     }
   });
 
   it('look-alikes do not', () => {
     for (const s of [mb('CLIENT', 'LIST'), mb('CLIENT', 'REPLYX', 'OFF'), mb('CLIENTS', 'REPLY', 'OFF'), mb('ECHO', 'CLIENT'), mb('ECHO', 'client', 'reply'), mb('SET', 'REPLY', 'x'),
       mb('CLIENT'), mb('CLIENT', 'ID') + mb('GET', 'reply'), 'ECHO client reply\r\n', 'CLIENT LIST\r\n', mb('CLIENT', 'REPL\xc9'), mb('CLIENT', 'SETNAME', 'reply'),
-      mb('UNSUBSCRIBEX'), mb('XUNSUBSCRIBE'), mb('ECHO', 'unsubscribe'), mb('PUNSUBSCRIB'), 'ECHO sunsubscribe\r\n']) {
+      mb('UNSUBSCRIBEX', 'a', 'b'), mb('XUNSUBSCRIBE', 'a', 'b'), mb('ECHO', 'unsubscribe', 'a', 'b'), mb('PUNSUBSCRIB', 'a', 'b'), 'ECHO sunsubscribe a b\r\n',
+      mb('HELLOX', '3') + mb('UNSUBSCRIBE'), mb('ECHO', 'hello', '3') + mb('UNSUBSCRIBE'), mb('HELL', '3') + mb('UNSUBSCRIBE')]) {
       assert.deepEqual(flags(s), { uncounted: false, subscribe: false }, JSON.stringify(s));
     }
   });
