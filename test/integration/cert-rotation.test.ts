@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { cpSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import YAML from 'yaml';
 import { OPENSSL } from '../helpers/certs.js';
 import { makeTempDir, run, sleep, waitFor } from '../helpers/common.js';
 import { logTail } from '../helpers/fixture.js';
-import { metricValue, startProxy, waitForMetric } from '../helpers/proxy.js';
+import { metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
 import { startRedis } from '../helpers/redis.js';
 import { encodeCommand } from '../helpers/resp.js';
 import { openTls } from '../helpers/tls-conn.js';
@@ -46,6 +46,19 @@ function swapData(volume: string, target: string): void {
   renameSync(tmp, path.join(volume, '..data'));
 }
 
+/** A redis-server and a proxy serving the Secret volume's tls.crt and tls.key; both stopped after the test. */
+async function proxyOnVolume(t: TestContext, volume: string, extra: Record<string, unknown> = {}): Promise<Proxy> {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const proxy = await startProxy({
+    backend: { host: '127.0.0.1', port: redis.port },
+    tls: { cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key') },
+    ...extra,
+  });
+  t.after(() => proxy.stop());
+  return proxy;
+}
+
 async function servedCert(port: number): Promise<{ fingerprint: string; serial: string; validTo: number }> {
   const conn = await openTls(port);
   try {
@@ -70,13 +83,7 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     renameSync(path.join(volume, 'other', 'tls.key'), path.join(volume, third, 'tls.key'));
     linkSecretVolume(volume, first);
 
-    const redis = await startRedis();
-    t.after(() => redis.stop());
-    const proxy = await startProxy({
-      backend: { host: '127.0.0.1', port: redis.port },
-      tls: { cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key') },
-    });
-    t.after(() => proxy.stop());
+    const proxy = await proxyOnVolume(t, volume);
 
     const before = await servedCert(proxy.port);
     const m0 = await proxy.metrics();
@@ -135,13 +142,7 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     cpSync(path.join(volume, first), path.join(volume, copy), { recursive: true });
     linkSecretVolume(volume, first);
 
-    const redis = await startRedis();
-    t.after(() => redis.stop());
-    const proxy = await startProxy({
-      backend: { host: '127.0.0.1', port: redis.port },
-      tls: { cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key') },
-    });
-    t.after(() => proxy.stop());
+    const proxy = await proxyOnVolume(t, volume);
     const success0 = metricValue(await proxy.metrics(), RELOADS, { result: 'success' });
 
     // The same bytes: rewritten in place, then re-projected into a new folder.
@@ -166,14 +167,7 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     await makeCert(path.join(volume, first), 30);
     await makeCert(path.join(volume, next), 400);
     linkSecretVolume(volume, first);
-    const redis = await startRedis();
-    t.after(() => redis.stop());
-    const proxy = await startProxy({
-      backend: { host: '127.0.0.1', port: redis.port },
-      tls: { cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key') },
-      limits: { max_multibulk_len: 10 },
-    });
-    t.after(() => proxy.stop());
+    const proxy = await proxyOnVolume(t, volume, { limits: { max_multibulk_len: 10 } });
     const success0 = metricValue(await proxy.metrics(), RELOADS, { result: 'success' });
 
     // An edit not applied yet (no SIGHUP), then a certificate rotation.

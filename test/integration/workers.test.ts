@@ -40,6 +40,20 @@ function alive(pid: number): boolean {
   }
 }
 
+/** SIGTERM to the proxy, then SIGKILL to any of `workers` still alive (SIGKILL on the primary would orphan them). */
+async function stopThenKill(proxy: Proxy, workers: Iterable<number>): Promise<void> {
+  await proxy.stop('SIGTERM', 15_000);
+  for (const pid of workers) {
+    if (alive(pid)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  }
+}
+
 /** One connection: PING, then an orderly close from our side. */
 async function pingOnce(proxy: Proxy, ca: Buffer): Promise<void> {
   const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
@@ -68,20 +82,7 @@ describe('workers: 2', { timeout: 180_000 }, () => {
     const redis = await startRedis();
     t.after(() => redis.stop());
     const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, workers: 2, shutdown: { grace_ms: 1000 } }, { startTimeoutMs: 45_000 });
-    // SIGKILL on the primary would orphan the workers: on failure, kill them by their pids first.
-    t.after(async () => {
-      const workers = childrenOf(proxy.pid);
-      await proxy.stop('SIGTERM', 15_000);
-      for (const pid of workers) {
-        if (alive(pid)) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // gone
-          }
-        }
-      }
-    });
+    t.after(() => stopThenKill(proxy, childrenOf(proxy.pid)));
     const ca = readFileSync(proxy.certs.caFile);
     // The first worker is listening; the second may still be starting.
     const early = await scrape(proxy);
@@ -194,16 +195,7 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
     const held: TlsConn[] = [];
     t.after(async () => {
       for (const c of held) c.close();
-      await proxy.stop('SIGTERM', 15_000);
-      for (const pid of seen) {
-        if (alive(pid)) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // gone
-          }
-        }
-      }
+      await stopThenKill(proxy, seen);
     });
     const ca = readFileSync(proxy.certs.caFile);
     const hold = async (): Promise<string> => {
