@@ -136,15 +136,19 @@ async function blackHole(): Promise<{ port: number; close(): void }> {
   };
 }
 
+/** The premise of the tests below: a connect to `port` does not complete. */
+async function assertConnectHangs(port: number): Promise<void> {
+  const probe = net.connect({ host: '127.0.0.1', port });
+  const connected = await Promise.race([new Promise<boolean>((r) => probe.once('connect', () => r(true))), sleep(500).then(() => false)]);
+  probe.destroy();
+  assert.equal(connected, false, 'the black-hole listener accepted a connection');
+}
+
 describe('a backend connect that hangs, and a client that closes meanwhile', { timeout: 60_000 }, () => {
   test('PING, then close_notify while the connect hangs → the backend-unavailable error and close_notify after close.drain_timeout_ms, not after connect_timeout_ms', { timeout: 30_000 }, async (t) => {
     const hole = await blackHole();
     t.after(() => hole.close());
-    // The premise: a connect to it does not complete.
-    const probe = net.connect({ host: '127.0.0.1', port: hole.port });
-    const connected = await Promise.race([new Promise<boolean>((r) => probe.once('connect', () => r(true))), sleep(500).then(() => false)]);
-    probe.destroy();
-    assert.equal(connected, false, 'the black-hole listener accepted a connection');
+    await assertConnectHangs(hole.port);
 
     const proxy = await startProxy({ backend: { host: '127.0.0.1', port: hole.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 400 } });
     t.after(() => proxy.stop());
@@ -160,6 +164,7 @@ describe('a backend connect that hangs, and a client that closes without a comma
   test('handshake, then close_notify at once → close_notify back after close.drain_timeout_ms, and the session is gone', { timeout: 30_000 }, async (t) => {
     const hole = await blackHole();
     t.after(() => hole.close());
+    await assertConnectHangs(hole.port);
     const proxy = await startProxy({ backend: { host: '127.0.0.1', port: hole.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 400 } });
     t.after(() => proxy.stop());
     const r = await strictClient({ port: proxy.port, payload: Buffer.alloc(0), caFile: (await sharedCerts()).caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
@@ -168,6 +173,7 @@ describe('a backend connect that hangs, and a client that closes without a comma
     assert.equal(r.close, 'close_notify', why);
     // It used to stay open: the given-up connect left no timer to end it.
     assert.ok(r.elapsedMs < 4000, `took ${r.elapsedMs} ms\n${why}`);
-    await waitForMetric(proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 0, 5_000);
+    const m = await waitForMetric(proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 0, 5_000);
+    assert.match(m, /^resp_tls_proxy_connections_active 0$/m, m);
   });
 });

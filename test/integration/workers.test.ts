@@ -6,7 +6,7 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
 import YAML from 'yaml';
-import { sleep, waitFor } from '../helpers/common.js';
+import { freePort, sleep, waitFor } from '../helpers/common.js';
 import { logTail } from '../helpers/fixture.js';
 import { closeRecords, metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
 import { startRedis } from '../helpers/redis.js';
@@ -183,7 +183,8 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
     const redis = await startRedis();
     t.after(() => redis.stop());
     const proxy = await startProxy(
-      { backend: { host: '127.0.0.1', port: redis.port }, workers: 2, limits: { max_clients: 2 }, shutdown: { grace_ms: 3000 } },
+      // A fixed admin port, as in production: a worker must never try to bind it.
+      { backend: { host: '127.0.0.1', port: redis.port }, workers: 2, limits: { max_clients: 2 }, shutdown: { grace_ms: 3000 }, admin: { host: '127.0.0.1', port: await freePort() } },
       { startTimeoutMs: 45_000 },
     );
     const seen = new Set<number>();
@@ -203,7 +204,12 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
       held.push(c);
       return (await c.request(encodeCommand(['PING']), 1, 15_000))[0]!.toString('latin1');
     };
-    const noneOpen = (): Promise<string> => waitForMetric(proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 0, 10_000);
+    /** waitForMetric, failing when the value never gets there. */
+    const expectMetric = async (name: string, labels: Record<string, string>, ok: (v: number) => boolean): Promise<void> => {
+      const text = await waitForMetric(proxy, name, labels, ok, 15_000);
+      assert.ok(ok(metricValue(text, name, labels)), `${name} ${JSON.stringify(labels)} = ${metricValue(text, name, labels)}\n${logTail(proxy)}`);
+    };
+    const noneOpen = (): Promise<void> => expectMetric('resp_tls_proxy_connections_active', {}, (v) => v === 0);
     const first = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
     const served = (pid: number): boolean => closeRecords(proxy.logs()).some((r) => r.pid === pid);
     await waitFor('both workers serving', async () => {
@@ -218,17 +224,20 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
     assert.equal(answers.filter((a) => a === '+PONG\r\n').length, 2, `${answers.join(' | ')}\n${logTail(proxy)}`);
     assert.deepEqual(answers.filter((a) => a !== '+PONG\r\n'), ['-ERR max number of clients reached\r\n']);
 
-    // A good file (room for the clients below), then a broken one: both workers take the first
-    // and refuse the second. A worker killed now is replaced by one that runs the config the
-    // others run (it used to read the broken file and never listen).
-    const cfg = YAML.parse(readFileSync(proxy.configFile, 'utf8')) as { limits: Record<string, number> };
+    // A good file (room for the clients below, and a restart-only change: one worker), then a
+    // broken one: both workers take the first and refuse the second. A worker killed now is
+    // replaced by one that runs the config the others run, restart-only keys as started (it used
+    // to read the broken file and never listen; given workers: 1 it would run as a single
+    // process and die binding the primary's admin port, again and again).
+    const cfg = YAML.parse(readFileSync(proxy.configFile, 'utf8')) as { limits: Record<string, number>; workers: number };
     cfg.limits.max_clients = 100;
+    cfg.workers = 1;
     writeFileSync(proxy.configFile, YAML.stringify(cfg));
     process.kill(proxy.pid, 'SIGHUP');
-    await waitForMetric(proxy, 'resp_tls_proxy_reloads_total', { result: 'success' }, (v) => v >= 2, 15_000);
+    await expectMetric('resp_tls_proxy_reloads_total', { result: 'success' }, (v) => v >= 2);
     writeFileSync(proxy.configFile, `${YAML.stringify(cfg)}\nnot_a_key: 1\n`);
     process.kill(proxy.pid, 'SIGHUP');
-    await waitForMetric(proxy, 'resp_tls_proxy_reloads_total', { result: 'error' }, (v) => v >= 2, 15_000);
+    await expectMetric('resp_tls_proxy_reloads_total', { result: 'error' }, (v) => v >= 2);
     process.kill(first[0]!, 'SIGKILL');
     const replacement = await waitFor('a replacement worker', () => workers().find((pid) => !first.includes(pid)), 30_000, 20);
     await waitFor('the replacement serving', async () => {
@@ -236,20 +245,30 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
       return served(replacement);
     }, 30_000, 50);
     await noneOpen();
+    assert.equal(metricValue(await proxy.metrics(), 'resp_tls_proxy_workers_restarted_total'), 1, logTail(proxy));
 
-    // A respawn due when SIGTERM comes. Two clients held, one on each worker (connections go
-    // round-robin); the survivor dies (replaced at once) and its replacement dies young (the next
-    // one waits 1 s); SIGTERM comes within that second, and the client on the replacement keeps
-    // it draining for grace_ms (3 s). The respawn must not happen: a worker forked after the
-    // SIGTERM never hears it, and the proxy never exits.
-    assert.deepEqual([await hold(), await hold()], ['+PONG\r\n', '+PONG\r\n'], logTail(proxy));
+    // A respawn due when SIGTERM comes. Clients held on both workers (connections go round-robin;
+    // checked below by the drain time); the survivor dies (replaced at once) and its replacement
+    // dies young (the next one waits 1 s); SIGTERM comes within that second, and the clients on
+    // the replacement keep it draining for grace_ms (3 s). The respawn must not happen: a worker
+    // forked after the SIGTERM never hears it, and the proxy never exits.
+    assert.deepEqual([await hold(), await hold(), await hold(), await hold()], Array(4).fill('+PONG\r\n'), logTail(proxy));
     process.kill(first[1]!, 'SIGKILL');
     const young = await waitFor('the survivor\'s replacement', () => workers().find((pid) => pid !== replacement && !first.includes(pid)), 30_000, 5);
     process.kill(young, 'SIGKILL');
-    await waitFor('three worker deaths logged', () => proxy.logs().filter((r) => r.msg === 'worker died; starting a new one').length === 3, 5_000, 5);
+    const deaths = await waitFor('three worker deaths logged', () => {
+      const d = proxy.logs().filter((r) => r.msg === 'worker died; starting a new one');
+      return d.length === 3 ? d : null;
+    }, 5_000, 5);
     const sampler = setInterval(workers, 10);
+    const stopAt = Date.now();
     const exit = await proxy.stop('SIGTERM', 20_000).finally(() => clearInterval(sampler));
+    const drainMs = Date.now() - stopAt;
     assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    // The premises: SIGTERM inside the 1 s back-off, and the replacement still draining when it ran out.
+    const sinceDeathMs = stopAt - Date.parse(String(deaths[2]!.time));
+    assert.ok(sinceDeathMs < 1000, `SIGTERM came ${sinceDeathMs} ms after the young worker's death: outside the back-off`);
+    assert.ok(drainMs > 2000, `exit ${drainMs} ms after SIGTERM: no client held the replacement draining`);
     await waitFor('every worker gone', () => [...seen].every((pid) => !alive(pid)), 10_000);
     assert.deepEqual([...seen].sort((x, y) => x - y), [...first, replacement, young].sort((x, y) => x - y), 'no worker was started after SIGTERM');
   });
