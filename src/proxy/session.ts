@@ -282,6 +282,7 @@ export class Session {
     const out = this.out;
     const before = this.scanner.commands;
     this.scanner.feed(chunk, out);
+    this.counter.watchFor = this.scanner.hello3At; // its reply says whether the connection is RESP3
     this.deps.metrics.hot.commands += this.scanner.commands - before;
     if (out.length > 0) {
       this.toBackend(out);
@@ -377,7 +378,13 @@ export class Session {
   }
 
   private onBackendData(chunk: Buffer): void {
-    if (!this.scanner.repliesUncounted) this.counter.feed(chunk); // after (UN)SUBSCRIBE, MONITOR or CLIENT REPLY nothing reads the count
+    if (!this.scanner.repliesUncounted) {
+      this.counter.feed(chunk); // after (UN)SUBSCRIBE, MONITOR or CLIENT REPLY nothing reads the count
+      if (this.counter.watched !== 0) {
+        if (this.counter.watched === 45 /* - */) this.scanner.helloRefused(this.counter.watchFor);
+        this.counter.watched = 0;
+      }
+    }
     this.writeClient(chunk);
     if (this.phase === 'backend') {
       this.progress();

@@ -14,6 +14,9 @@ export class ReplyCounter {
   replies = 0;
   /** Set when the stream stopped parsing as RESP; counting is then unreliable. */
   broken = false;
+  /** The type byte of reply number `watchFor` (1-based) is put in `watched` when that reply completes. */
+  watchFor = 0;
+  watched = 0;
 
   /**
    * True while the stream stands inside a reply: some of it has been seen, not all. Bytes
@@ -25,6 +28,7 @@ export class ReplyCounter {
 
   private state = LINE;
   private type = 0; // type byte of the line being read, 0 before it
+  private topType = 0; // type byte of the top-level reply being read (not an attribute or a push)
   private acc = 0;
   private neg = false;
   private digits = 0;
@@ -51,7 +55,8 @@ export class ReplyCounter {
       }
       if (this.state === BROKEN) return;
       if (this.type === 0) {
-        this.type = chunk[i++]!;
+        const t = (this.type = chunk[i++]!);
+        if (this.stack.length === 0 && t !== 124 /* | */ && t !== 62 /* > */) this.topType = t;
         this.acc = 0;
         this.neg = false;
         this.digits = 0;
@@ -127,7 +132,7 @@ export class ReplyCounter {
     for (;;) {
       const depth = this.stack.length;
       if (depth === 0) {
-        this.replies++;
+        if (++this.replies === this.watchFor) this.watched = this.topType;
         this.annotated = false;
         return;
       }

@@ -54,7 +54,8 @@ const SUBSCRIBE_NAMES = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monit
 /**
  * Outside subscriber mode these answer once per channel named (once if none) under RESP2, and
  * with pushes, which are not replies, under RESP3. So counting stops after one that names two or
- * more channels, or after any once the client asked for RESP3 (HELLO 3).
+ * more channels, or after any sent once the client asked for RESP3 (HELLO 3), unless an error
+ * answered that HELLO before it (helloRefused).
  */
 const UNSUBSCRIBE_NAMES = new Set(['unsubscribe', 'punsubscribe', 'sunsubscribe']);
 /** The same names as lowercase bytes, for the multibulk path (no strings per command). */
@@ -63,7 +64,7 @@ const UNSUBSCRIBE_BYTES = [...UNSUBSCRIBE_NAMES].map((name) => Buffer.from(name,
 /** CLIENT REPLY OFF|SKIP silences replies: counting stops too (so does CLIENT REPLY ON, to keep it simple). */
 const CLIENT_BYTES = Buffer.from('client', 'latin1');
 const REPLY_BYTES = Buffer.from('reply', 'latin1');
-/** HELLO 3: RESP3 from now on (assumed even if the server refuses it: counting stops sooner, never later). */
+/** HELLO 3: RESP3 from now on, until its reply says otherwise (helloRefused). */
 const HELLO_BYTES = Buffer.from('hello', 'latin1');
 const NAME_MIN = 5; // "hello"
 const NAME_MAX = 12; // "punsubscribe", "sunsubscribe"
@@ -87,7 +88,8 @@ export class RequestScanner {
   /**
    * Set once replies stopped being one per command: after SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR,
    * CLIENT REPLY, or an UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE naming two or more channels or sent
-   * after HELLO 3. Counting the backend's replies then says nothing about what is unanswered.
+   * after a HELLO 3 not refused. Counting the backend's replies then says nothing about what is
+   * unanswered.
    */
   repliesUncounted = false;
 
@@ -115,8 +117,10 @@ export class RequestScanner {
   private replyHit = false;
   private helloHit = false;
   private resp3Hit = false;
-  /** The client sent HELLO 3. */
+  /** The client sent HELLO 3 and no error answered it (yet). */
   private resp3 = false;
+  /** Which command (1-based, as counted in `commands`) the last HELLO 3 was; 0 if none. */
+  hello3At = 0;
   private readonly nameBuf = Buffer.alloc(NAME_MAX);
   private streaming = false; // the current command's first bytes already went out
   /** The current incomplete command's bytes from earlier chunks: views and sealed copies, in order. */
@@ -306,7 +310,7 @@ export class RequestScanner {
             commands++;
             if (this.nameHit) this.subscribeSeen = this.repliesUncounted = true;
             if (this.replyHit || (this.unsubscribeHit && (this.resp3 || this.elemIndex > 2))) this.repliesUncounted = true;
-            if (this.resp3Hit) this.resp3 = true;
+            if (this.resp3Hit) this.hello3(commands);
             state = START;
             if (this.heldBytes > 0) this.flushHeld(out);
             this.streaming = false;
@@ -331,6 +335,7 @@ export class RequestScanner {
           const v = this.inlineLine(line, out, chunk, emitStart, cmdStart);
           if (v !== null) return this.fail(v, chunk, out, emitStart, cmdStart, commands, -1); // no sample of inline lines
           if (this.lastInlineArgs > 0) commands++;
+          if (this.resp3Hit) this.hello3(commands);
           i = lf + 1;
           emitStart = i;
           state = START;
@@ -378,15 +383,30 @@ export class RequestScanner {
     if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
     this.dropHeld();
     this.lastInlineArgs = args.length;
+    this.resp3Hit = false;
     if (args.length > 0) {
       const name = args[0]!.toString('latin1').toLowerCase();
       if (SUBSCRIBE_NAMES.has(name)) this.subscribeSeen = this.repliesUncounted = true;
       else if (UNSUBSCRIBE_NAMES.has(name)) this.repliesUncounted ||= this.resp3 || args.length > 2;
-      else if (name === 'hello' && args.length > 1 && args[1]!.length === 1 && args[1]![0] === 51) this.resp3 = true;
+      else if (name === 'hello' && args.length > 1 && args[1]!.length === 1 && args[1]![0] === 51) this.resp3Hit = true;
       else if (name === 'client' && args.length > 1 && args[1]!.toString('latin1').toLowerCase() === 'reply') this.repliesUncounted = true;
       out.push(encodeMultibulk(args));
     }
     return null;
+  }
+
+  private hello3(at: number): void {
+    this.resp3 = true;
+    this.hello3At = at;
+    this.resp3Hit = false;
+  }
+
+  /**
+   * The HELLO 3 that was command `at` got an error (an old server, NOAUTH): the connection stays
+   * RESP2. Nothing changes if a later HELLO 3 was sent meanwhile.
+   */
+  helloRefused(at: number): void {
+    if (at === this.hello3At) this.resp3 = false;
   }
 
   /** nameBuf[0, nameLen) is one of `names`, ASCII case-insensitively. */

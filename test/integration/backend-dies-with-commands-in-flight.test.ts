@@ -334,6 +334,26 @@ describe('UNSUBSCRIBE: its replies are not one per command, so none are invented
     // Counted as a command owed a reply, the UNSUBSCRIBE kept the proxy waiting close.drain_timeout_ms (5 s).
     assert.ok(r.elapsedMs < 3_000, `took ${r.elapsedMs} ms\n${why}`);
   });
+
+  test('a refused HELLO 3 (wrong password) leaves RESP2: a bare UNSUBSCRIBE is one reply, still counted; SIGKILL with a BLPOP in flight → LOST for it', { timeout: 30_000 }, async () => {
+    // As clients do: HELLO first, the rest once it is answered (pipelined behind it, the
+    // UNSUBSCRIBE would be taken as RESP3, the safe guess, and stop the count).
+    const hello = encodeCommand(['HELLO', '3', 'AUTH', 'nobody', 'wrong']);
+    const payload = Buffer.concat([hello, encodePipeline([['UNSUBSCRIBE'], ['BLPOP', 'empty-list', '0']])]);
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 20_000, chunkSize: hello.length, chunkDelayMs: 300 });
+    await waitFor('BLPOP to block on the backend', () => backendClientAt(stack, 'blpop'), 15_000);
+    process.kill(stack.redis.pid, 'SIGKILL');
+    const r = await client;
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    const { replies, rest } = splitReplies(r.reply);
+    assert.equal(rest.length, 0, why);
+    const texts = replies.map((b) => b.toString('latin1'));
+    assert.equal(texts.length, 3, why);
+    assert.match(texts[0]!, /^-WRONGPASS /, why);
+    assert.equal(texts[1], '*3\r\n$11\r\nunsubscribe\r\n$-1\r\n:0\r\n', why);
+    assert.equal(texts[2], LOST, why);
+    assert.equal(r.close, 'close_notify', why);
+  });
 });
 
 describe('the LOST replies for a huge unanswered pipeline are bounded', { timeout: 90_000 }, () => {

@@ -171,3 +171,27 @@ describe('reply counter properties', () => {
     );
   });
 });
+
+describe('reply counter: the type of one reply (watchFor)', () => {
+  const typeOf = (stream: string, n: number): string => {
+    const buf = B(stream);
+    const seen = new Set<number>();
+    for (let at = 0; at <= buf.length; at++) {
+      const c = new ReplyCounter();
+      c.watchFor = n;
+      for (const part of at === 0 ? [buf] : [buf.subarray(0, at), buf.subarray(at)]) c.feed(part);
+      seen.add(c.watched);
+    }
+    assert.equal(seen.size, 1, `the same at every split: ${[...seen].join(', ')}`);
+    return String.fromCharCode([...seen][0]!);
+  };
+
+  it('records the type byte of the n-th top-level reply, skipping attributes and pushes', () => {
+    assert.equal(typeOf('+OK\r\n%1\r\n+a\r\n+b\r\n', 2), '%');
+    assert.equal(typeOf('+OK\r\n-ERR unknown command\r\n', 2), '-');
+    assert.equal(typeOf('|1\r\n+key\r\n+val\r\n-WRONGPASS no\r\n', 1), '-');
+    assert.equal(typeOf('>2\r\n+message\r\n*1\r\n:1\r\n%1\r\n$1\r\nx\r\n:2\r\n', 1), '%');
+    assert.equal(typeOf('*2\r\n-ERR inner\r\n:1\r\n', 1), '*');
+    assert.equal(typeOf('+OK\r\n', 2), '\0'); // not there yet
+  });
+});

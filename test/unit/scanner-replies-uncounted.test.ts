@@ -61,6 +61,22 @@ describe('RequestScanner.repliesUncounted', () => {
     }
   });
 
+  it('a HELLO 3 that got an error leaves the connection RESP2: a bare UNSUBSCRIBE after it is counted', () => {
+    const scanned = (parts: string[], refuse: (s: RequestScanner) => void): { uncounted: boolean; at: number } => {
+      const s = new RequestScanner(LIMITS);
+      s.feed(Buffer.from(parts[0]!, 'latin1'), []);
+      const at = s.hello3At;
+      refuse(s);
+      for (const p of parts.slice(1)) s.feed(Buffer.from(p, 'latin1'), []);
+      return { uncounted: s.repliesUncounted, at };
+    };
+    assert.deepEqual(scanned([mb('PING') + mb('HELLO', '3'), mb('UNSUBSCRIBE')], (s) => s.helloRefused(2)), { uncounted: false, at: 2 });
+    assert.deepEqual(scanned(['HELLO 3\r\n', mb('UNSUBSCRIBE')], (s) => s.helloRefused(1)), { uncounted: false, at: 1 });
+    assert.deepEqual(scanned([mb('HELLO', '3'), mb('UNSUBSCRIBE')], () => undefined), { uncounted: true, at: 1 });
+    // A later HELLO 3 is not undone by the refusal of an earlier one.
+    assert.deepEqual(scanned([mb('HELLO', '3') + mb('HELLO', '3', 'AUTH', 'u', 'p'), mb('UNSUBSCRIBE')], (s) => s.helloRefused(1)), { uncounted: true, at: 2 });
+  });
+
   it('look-alikes do not', () => {
     for (const s of [mb('CLIENT', 'LIST'), mb('CLIENT', 'REPLYX', 'OFF'), mb('CLIENTS', 'REPLY', 'OFF'), mb('ECHO', 'CLIENT'), mb('ECHO', 'client', 'reply'), mb('SET', 'REPLY', 'x'),
       mb('CLIENT'), mb('CLIENT', 'ID') + mb('GET', 'reply'), 'ECHO client reply\r\n', 'CLIENT LIST\r\n', mb('CLIENT', 'REPL\xc9'), mb('CLIENT', 'SETNAME', 'reply'),
