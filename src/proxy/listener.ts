@@ -9,7 +9,7 @@ import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
 import { isPeerGone } from './close-reason.js';
-import { Session, refuse } from './session.js';
+import { Session, dropFailedHandshake, refuse } from './session.js';
 
 function matchSni(entries: readonly SniEntry[], servername: string | false | null | undefined): SniEntry | undefined {
   if (!servername) return undefined;
@@ -72,10 +72,7 @@ export class Listener {
       const reason = certError ? 'client_certificate' : handshakeFailureReason(err);
       metrics.handshakeFailures.labels(reason).inc();
       this.log.debug({ reason, err: err.message, ...(certError ? { cert_error: String(certError) } : {}) }, 'TLS handshake failed');
-      // Not a session (no handshake, so no orderly TLS close is possible). Node has destroyed the
-      // socket itself for OpenSSL errors and refused certificates, but not on a handshake
-      // timeout: there this call is what closes the connection.
-      socket.destroy();
+      dropFailedHandshake(socket);
     });
     this.server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
   }

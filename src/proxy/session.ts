@@ -437,9 +437,6 @@ export class Session {
     this.queued = [];
     this.queuedBytes = 0;
     this.answerUnavailable();
-    // Already closing (the client ended, or shutdown) when the connect was given up: the commands
-    // it sent are answered above; with none, nothing is left to wait for.
-    if (this.phase === 'backend' && this.reason !== 'backend_unavailable') this.endClient();
   }
 
   /** While waiting for a first command to tell the backend is unavailable, keep scanning. */
@@ -460,7 +457,9 @@ export class Session {
       this.writeClient(repeat(backendUnavailableReply(`${this.cfg.backend.host}:${this.cfg.backend.port}: ${this.unavailable}`), n));
       this.answered += n;
     }
-    if (this.answered > 0 || this.finalReply !== null) this.endClient();
+    // Wait for a first command, to tell the client why, only when the session closes because of
+    // this: one already closing (the client ended, shutdown) has nothing more to wait for.
+    if (this.answered > 0 || this.finalReply !== null || this.reason !== 'backend_unavailable') this.endClient();
   }
 
   /**
@@ -500,6 +499,15 @@ export const MADE_UP_REPLIES_MAX_BYTES = 1024 * 1024;
 function repeat(reply: Buffer, times: number): Buffer {
   const n = Math.min(times, Math.max(1, Math.floor(MADE_UP_REPLIES_MAX_BYTES / reply.length)));
   return n === 1 ? reply : Buffer.alloc(reply.length * n, reply);
+}
+
+/**
+ * A connection whose handshake failed: not a session, and no orderly TLS close is possible.
+ * Node has destroyed the socket itself for OpenSSL errors and refused client certificates, but
+ * not on a handshake timeout: there this call is what closes the connection.
+ */
+export function dropFailedHandshake(socket: TLSSocket): void {
+  socket.destroy();
 }
 
 /**
