@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import { after, before, describe, test } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { freePort, sleep } from '../helpers/common.js';
 import { sharedCerts, type TestCerts } from '../helpers/certs.js';
 import { logTail } from '../helpers/fixture.js';
@@ -144,30 +144,31 @@ async function assertConnectHangs(port: number): Promise<void> {
   assert.equal(connected, false, 'the black-hole listener accepted a connection');
 }
 
+/**
+ * A proxy whose backend connect hangs (connect_timeout_ms 8 s, close.drain_timeout_ms 400 ms), and
+ * a strict client that sends `payload` and then close_notify at once. Returns both.
+ */
+async function closeWhileConnectHangs(t: TestContext, payload: Buffer): Promise<{ proxy: Proxy; r: StrictClientResult }> {
+  const hole = await blackHole();
+  t.after(() => hole.close());
+  await assertConnectHangs(hole.port);
+  const proxy = await startProxy({ backend: { host: '127.0.0.1', port: hole.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 400 } });
+  t.after(() => proxy.stop());
+  const r = await strictClient({ port: proxy.port, payload, caFile: (await sharedCerts()).caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+  return { proxy, r };
+}
+
 describe('a backend connect that hangs, and a client that closes meanwhile', { timeout: 60_000 }, () => {
   test('PING, then close_notify while the connect hangs → the backend-unavailable error and close_notify after close.drain_timeout_ms, not after connect_timeout_ms', { timeout: 30_000 }, async (t) => {
-    const hole = await blackHole();
-    t.after(() => hole.close());
-    await assertConnectHangs(hole.port);
-
-    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: hole.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 400 } });
-    t.after(() => proxy.stop());
-    const r = await strictClient({ port: proxy.port, payload: encodeCommand(['PING']), caFile: (await sharedCerts()).caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+    const { proxy, r } = await closeWhileConnectHangs(t, encodeCommand(['PING']));
     assertUnavailable(proxy, r, 1);
     assert.ok(r.reply.toString('latin1').includes('ETIMEDOUT'), showResult(r));
     // It used to end() the connecting socket and wait out connect_timeout_ms (8 s).
     assert.ok(r.elapsedMs < 4000, `took ${r.elapsedMs} ms\n${showResult(r)}\n${logTail(proxy)}`);
   });
-});
 
-describe('a backend connect that hangs, and a client that closes without a command', { timeout: 60_000 }, () => {
-  test('handshake, then close_notify at once → close_notify back after close.drain_timeout_ms, and the session is gone', { timeout: 30_000 }, async (t) => {
-    const hole = await blackHole();
-    t.after(() => hole.close());
-    await assertConnectHangs(hole.port);
-    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: hole.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 400 } });
-    t.after(() => proxy.stop());
-    const r = await strictClient({ port: proxy.port, payload: Buffer.alloc(0), caFile: (await sharedCerts()).caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+  test('handshake, then close_notify at once, no command → close_notify back after close.drain_timeout_ms, and the session is gone', { timeout: 30_000 }, async (t) => {
+    const { proxy, r } = await closeWhileConnectHangs(t, Buffer.alloc(0));
     const why = `${showResult(r)}\n${logTail(proxy)}`;
     assert.equal(r.reply.length, 0, why);
     assert.equal(r.close, 'close_notify', why);
