@@ -8,11 +8,20 @@ import * as z from 'zod';
 const POSITIVE = 'must be a positive integer';
 const NON_NEGATIVE = 'must be a non-negative integer';
 const PORT = 'must be an integer from 0 to 65535';
+const BACKEND_PORT = 'must be an integer from 1 to 65535';
+// Node's timers hold at most 2^31 - 1 ms; a longer delay fires after 1 ms instead.
+const MAX_MS = 2147483647;
+const DURATION = `must be an integer from 1 to ${MAX_MS} (ms, about 24.8 days)`;
+const DURATION_OR_0 = `must be an integer from 0 to ${MAX_MS} (ms, about 24.8 days)`;
 
 const positiveInt = () => z.int({ error: POSITIVE }).min(1, { error: POSITIVE });
 const nonNegativeInt = () => z.int({ error: NON_NEGATIVE }).min(0, { error: NON_NEGATIVE });
 // 0 is allowed: the OS picks a free port (tests rely on it).
 const port = () => z.int({ error: PORT }).min(0, { error: PORT }).max(65535, { error: PORT });
+// Where a connection goes: 0 is no port there.
+const backendPort = () => z.int({ error: BACKEND_PORT }).min(1, { error: BACKEND_PORT }).max(65535, { error: BACKEND_PORT });
+const durationMs = () => z.int({ error: DURATION }).min(1, { error: DURATION }).max(MAX_MS, { error: DURATION });
+const durationMsOr0 = () => z.int({ error: DURATION_OR_0 }).min(0, { error: DURATION_OR_0 }).max(MAX_MS, { error: DURATION_OR_0 });
 const host = () => z.string().min(1, { error: 'must not be empty' });
 const filePath = () => z.string().min(1, { error: 'must not be empty' });
 const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
@@ -46,7 +55,7 @@ export const configSchema = z
           .default(null)
           .describe('When set, clients must present a certificate signed by this CA (mutual TLS).'),
         min_version: oneOf(TLS_VERSIONS).default('TLSv1.2').describe('Lowest TLS version accepted.'),
-        handshake_timeout_ms: positiveInt()
+        handshake_timeout_ms: durationMs()
           .default(10000)
           .describe('Close a client that has not finished the TLS handshake within this time.'),
         self_signed_if_missing: z
@@ -73,7 +82,7 @@ export const configSchema = z
               backend: z
                 .strictObject({
                   host: host().describe('Backend host for clients that asked for this name.'),
-                  port: port().describe('Backend port for clients that asked for this name.'),
+                  port: backendPort().describe('Backend port for clients that asked for this name.'),
                 })
                 .nullable()
                 .default(null)
@@ -89,8 +98,8 @@ export const configSchema = z
     backend: z
       .strictObject({
         host: host().default('127.0.0.1').describe('Redis/Valkey/Dragonfly/KeyDB host.'),
-        port: port().default(6379).describe('Backend TCP port (plaintext).'),
-        connect_timeout_ms: positiveInt().default(3000).describe('Give up connecting to the backend after this time.'),
+        port: backendPort().default(6379).describe('Backend TCP port (plaintext).'),
+        connect_timeout_ms: durationMs().default(3000).describe('Give up connecting to the backend after this time.'),
       })
       .prefault({})
       .describe('The one backend every client connection is forwarded to (1:1).'),
@@ -103,7 +112,7 @@ export const configSchema = z
         max_bulk_len: positiveInt().default(536870912).describe('Most bytes in one bulk string (proto-max-bulk-len).'),
         max_inline_len: positiveInt().default(65536).describe('Most bytes in one inline command line.'),
         max_clients: positiveInt().default(10000).describe('Most concurrent client connections; with more than one worker, each takes an equal share.'),
-        idle_timeout_ms: nonNegativeInt().default(0).describe('Close a client idle this long; 0 = never.'),
+        idle_timeout_ms: durationMsOr0().default(0).describe('Close a client idle this long; 0 = never.'),
         idle_timeout_pubsub: z
           .boolean()
           .default(false)
@@ -114,7 +123,7 @@ export const configSchema = z
 
     close: z
       .strictObject({
-        drain_timeout_ms: positiveInt().default(5000).describe('How long to keep draining a closing client.'),
+        drain_timeout_ms: durationMs().default(5000).describe('How long to keep draining a closing client.'),
         drain_max_bytes: positiveInt().default(67108864).describe('Stop draining after discarding this many bytes.'),
       })
       .prefault({})
@@ -122,7 +131,7 @@ export const configSchema = z
 
     shutdown: z
       .strictObject({
-        grace_ms: positiveInt()
+        grace_ms: durationMs()
           .default(10000)
           .describe('On SIGTERM/SIGINT, let clients finish for this long before closing them.'),
       })
@@ -146,10 +155,20 @@ export const configSchema = z
       .prefault({})
       .describe('Logging.'),
   })
+  .refine((c) => c.admin.port === 0 || c.admin.port !== c.listen.port || !sameAddress(c.admin.host, c.listen.host), {
+    error: 'must differ from listen.port on the same address',
+    path: ['admin', 'port'],
+  })
   .meta({
     title: 'resp-tls-proxy configuration',
     description: 'Configuration file of resp-tls-proxy, a TLS-terminating reverse proxy for the Redis protocol.',
   });
+
+/** Whether two listen hosts can clash: the same, or either one every address. */
+function sameAddress(a: string, b: string): boolean {
+  const any = (h: string) => h === '0.0.0.0' || h === '::' || h === '[::]';
+  return a === b || any(a) || any(b);
+}
 
 /** What the YAML file may contain (every default optional). */
 export type ConfigInput = z.input<typeof configSchema>;

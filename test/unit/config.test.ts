@@ -123,9 +123,27 @@ describe('parseConfigText', () => {
     const text = `${MINIMAL}  min_version: TLSv1.1\nlimits:\n  idle_timeout_ms: -1\n  max_clients: many\n`;
     assert.deepEqual(parseConfigText(text, 'p.yaml').problems, [
       'p.yaml:4: tls.min_version: must be one of TLSv1.2, TLSv1.3',
-      'p.yaml:6: limits.idle_timeout_ms: must be a non-negative integer',
+      'p.yaml:6: limits.idle_timeout_ms: must be an integer from 0 to 2147483647 (ms, about 24.8 days)',
       'p.yaml:7: limits.max_clients: must be a positive integer',
     ]);
+  });
+
+  it('rejects a time past what a timer can wait (it would fire after 1 ms) and a backend port 0', () => {
+    const text = `${MINIMAL}backend: { port: 0, connect_timeout_ms: 4294967296 }\nclose: { drain_timeout_ms: 2147483648 }\nshutdown: { grace_ms: 2147483647 }\n`;
+    assert.deepEqual(parseConfigText(text, 'p.yaml').problems, [
+      'p.yaml:4: backend.port: must be an integer from 1 to 65535',
+      'p.yaml:4: backend.connect_timeout_ms: must be an integer from 1 to 2147483647 (ms, about 24.8 days)',
+      'p.yaml:5: close.drain_timeout_ms: must be an integer from 1 to 2147483647 (ms, about 24.8 days)',
+    ]);
+  });
+
+  it('rejects an admin port that clashes with the listener, unless they bind different addresses', () => {
+    const clash = (listen: string, admin: string) => parseConfigText(`${MINIMAL}listen: ${listen}\nadmin: ${admin}\n`, 'p.yaml').problems;
+    const problem = ['p.yaml:5: admin.port: must differ from listen.port on the same address'];
+    assert.deepEqual(clash('{ port: 7000 }', '{ port: 7000 }'), problem);
+    assert.deepEqual(clash('{ host: 0.0.0.0, port: 7000 }', '{ host: 127.0.0.2, port: 7000 }'), problem);
+    assert.deepEqual(clash('{ port: 7000 }', '{ host: 127.0.0.2, port: 7000 }'), []);
+    assert.deepEqual(clash('{ port: 0 }', '{ port: 0 }'), []); // each gets its own free port
   });
 
   it('reports an unknown top-level key and a section that is not a mapping', () => {
