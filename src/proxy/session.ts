@@ -45,6 +45,14 @@ const TRANSITIONS: Record<Status, readonly Status[]> = {
 /** Where an orderly close stands. */
 type ClosePhase = 'backend' | 'flush' | 'drain';
 
+/**
+ * Replies the proxy cannot count (after SUBSCRIBE, MONITOR or CLIENT REPLY): an orderly close
+ * half-closes the backend once its replies have paused this long at a reply boundary, or after
+ * close.drain_timeout_ms. Redis drops what it has not sent yet when it reads EOF, so ending at
+ * once would cut off the replies still coming.
+ */
+const UNCOUNTED_SETTLE_MS = 200;
+
 /** Bytes queued for a backend that is still connecting before we stop reading the client. */
 const CONNECT_QUEUE_MAX = 1024 * 1024;
 
@@ -76,6 +84,9 @@ export class Session {
   private closeNotifySent = false;
   private deadline: NodeJS.Timeout | null = null;
   private connectTimer: NodeJS.Timeout | null = null;
+  private settleTimer: NodeJS.Timeout | null = null;
+  /** Closing with uncounted replies: when the backend last sent something or was resumed. */
+  private backendActiveAt = 0;
   private drained = 0;
   private unavailable: string | null = null; // cause, once the backend could not be reached
   private answered = 0; // commands answered by the proxy itself (backend unavailable)
@@ -161,6 +172,7 @@ export class Session {
       return this.endClient();
     }
     this.phase = 'backend';
+    this.backendActiveAt = performance.now();
     this.armDeadline();
     this.finishBackend();
   }
@@ -174,11 +186,24 @@ export class Session {
   private finishBackend(): void {
     if (this.phase !== 'backend') return;
     if (this.backendClosed || this.backend === null) return this.endClient();
-    if (!this.backendConnected) return; // onBackendConnect or onBackendError continues
-    if (!this.backendEnded && (this.owed() <= 0 || !this.countable())) {
-      this.backendEnded = true;
-      this.backend.end();
-    }
+    if (!this.backendConnected || this.backendEnded) return; // onBackendConnect or onBackendError continues
+    if (this.countable() ? this.owed() > 0 : !this.repliesSettled()) return;
+    this.backendEnded = true;
+    this.backend.end();
+  }
+
+  /**
+   * With uncounted replies: none under way, none held back by a slow client, none for
+   * UNCOUNTED_SETTLE_MS. Until then a timer looks again (the deadline bounds the wait).
+   */
+  private repliesSettled(): boolean {
+    const quietMs = performance.now() - this.backendActiveAt;
+    if ((this.counter.broken || !this.counter.midReply) && !this.client.writableNeedDrain && quietMs >= UNCOUNTED_SETTLE_MS) return true;
+    this.settleTimer ??= setTimeout(() => {
+      this.settleTimer = null;
+      this.finishBackend();
+    }, Math.max(1, UNCOUNTED_SETTLE_MS - quietMs));
+    return false;
   }
 
   /** Phase 4: the error reply, close_notify and FIN. */
@@ -226,7 +251,8 @@ export class Session {
   }
 
   private progress(): void {
-    if (this.phase === 'backend' || this.phase === 'flush') this.armDeadline();
+    // Uncounted replies may never end (a busy channel): then only the first deadline counts.
+    if (this.phase === 'flush' || (this.phase === 'backend' && this.countable())) this.armDeadline();
   }
 
   /** The end of every close: destroys what is still open and records the close. Idempotent. */
@@ -239,6 +265,7 @@ export class Session {
     }
     this.setStatus('closed');
     if (this.deadline !== null) clearTimeout(this.deadline);
+    if (this.settleTimer !== null) clearTimeout(this.settleTimer);
     if (this.connectTimer !== null) clearTimeout(this.connectTimer);
     this.backend?.destroy();
     if (!this.client.destroyed) this.client.destroy();
@@ -315,11 +342,15 @@ export class Session {
   private onClientDrain(): void {
     this.progress();
     if (this.backend !== null && !this.backendClosed) this.backend.resume();
+    if (this.phase === 'backend') this.backendActiveAt = performance.now(); // what it held back comes now
   }
 
   private onIdle(): void {
     if (this.status === 'closing' || this.status === 'closed') return;
-    if (this.status === 'connecting' || (this.countable() && this.owed() > 0) || (this.scanner.subscribeSeen && !this.cfg.limits.idle_timeout_pubsub)) {
+    // Uncounted replies (CLIENT REPLY, SUBSCRIBE…): a BLPOP may be waiting; pub/sub clients only
+    // time out when idle_timeout_pubsub says so.
+    const waiting = this.countable() ? this.owed() > 0 : !(this.scanner.subscribeSeen && this.cfg.limits.idle_timeout_pubsub);
+    if (this.status === 'connecting' || waiting) {
       this.client.setTimeout(this.cfg.limits.idle_timeout_ms); // busy, or exempt: look again later
       return;
     }
@@ -378,15 +409,15 @@ export class Session {
   }
 
   private onBackendData(chunk: Buffer): void {
-    if (!this.scanner.repliesUncounted) {
-      this.counter.feed(chunk); // after (UN)SUBSCRIBE, MONITOR or CLIENT REPLY nothing reads the count
-      if (this.counter.watched !== 0) {
-        if (this.counter.watched === 45 /* - */) this.scanner.helloRefused(this.counter.watchFor);
-        this.counter.watched = 0;
-      }
+    // Fed even when the count means nothing (after SUBSCRIBE…): it still tells where replies end.
+    this.counter.feed(chunk);
+    if (this.counter.watched !== 0) {
+      if (this.counter.watched === 45 /* - */) this.scanner.helloRefused(this.counter.watchFor);
+      this.counter.watched = 0;
     }
     this.writeClient(chunk);
     if (this.phase === 'backend') {
+      this.backendActiveAt = performance.now();
       this.progress();
       this.finishBackend();
     }
@@ -474,7 +505,7 @@ export class Session {
 
   /** The backend's reply stream stopped in the middle of a reply (as far as counting tells). */
   private replyCutOff(): boolean {
-    return this.countable() && this.counter.midReply;
+    return !this.counter.broken && this.counter.midReply;
   }
 
   /** Commands forwarded that the backend has not answered yet. */

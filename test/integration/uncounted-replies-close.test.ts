@@ -1,0 +1,91 @@
+// After SUBSCRIBE, MONITOR or CLIENT REPLY the proxy cannot count replies per command. An
+// orderly close must still not cut off the replies on their way: Redis drops what it has not
+// sent yet when it reads EOF, so the proxy half-closes the backend only once its replies have
+// paused at a reply boundary, and never writes its own error text inside a reply.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { readFileSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
+import { sleep } from '../helpers/common.js';
+import { logTail, useStack } from '../helpers/fixture.js';
+import { ERR, encodeCommand } from '../helpers/resp.js';
+import { describe as showResult, strictClient } from '../helpers/strict-client.js';
+import { openTls, type TlsConn } from '../helpers/tls-conn.js';
+
+const BIG = 16 * 1024 * 1024; // more than loopback socket buffers hold: Redis is still sending at the close
+
+/** What redis-server itself sends for these bytes, read until it closes (plaintext, no proxy). */
+function direct(port: number, payload: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const s = net.connect({ host: '127.0.0.1', port }, () => s.write(payload));
+    s.on('data', (d) => chunks.push(d));
+    s.on('error', reject);
+    s.on('close', () => resolve(Buffer.concat(chunks)));
+    s.setTimeout(20_000, () => s.destroy(new Error('redis-server did not close')));
+  });
+}
+
+describe('uncounted replies: an orderly close waits for them', { timeout: 120_000 }, () => {
+  const stack = useStack({ proxy: () => ({ close: { drain_timeout_ms: 2_000 } }) });
+
+  test('SUBSCRIBE, UNSUBSCRIBE, a 16 MiB GET, then a protocol error → every byte redis-server itself sends, the error after the value', { timeout: 60_000 }, async () => {
+    await stack.redis.cli('EVAL', `redis.call('SET', KEYS[1], string.rep('x', ${BIG}))`, '1', 'big');
+    const payload = Buffer.from('SUBSCRIBE a\r\nUNSUBSCRIBE a\r\nGET big\r\n*x\r\n', 'latin1');
+    const expected = await direct(stack.redis.port, payload);
+    assert.ok(expected.toString('latin1').endsWith(`x\r\n${ERR.multibulk}`), 'redis-server answered something else');
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, initialDelayMs: 0 });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.length, expected.length, why);
+    assert.ok(r.reply.equals(expected), why);
+    assert.equal(r.close, 'close_notify', why);
+  });
+
+  test('HELLO 3, SUBSCRIBE, a 5 MiB GET and PING, then close_notify → the whole value and +PONG', { timeout: 60_000 }, async () => {
+    const size = 5 * 1024 * 1024; // a subscriber's output is capped at 32 MB by Redis itself
+    await stack.redis.cli('EVAL', `redis.call('SET', KEYS[1], string.rep('y', ${size}))`, '1', 'big5');
+    const payload = Buffer.from('HELLO 3\r\nSUBSCRIBE a\r\nGET big5\r\nPING\r\n', 'latin1');
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    const reply = r.reply.toString('latin1');
+    assert.ok(reply.endsWith(`$${size}\r\n${'y'.repeat(size)}\r\n+PONG\r\n`), why);
+    assert.equal(r.close, 'close_notify', why);
+  });
+
+  test('a subscriber of a busy channel that closes its side still gets messages, and is closed within close.drain_timeout_ms', { timeout: 30_000 }, async () => {
+    let publishing = true;
+    const publisher = (async () => {
+      while (publishing) {
+        await stack.redis.cli('PUBLISH', 'busy', 'tick');
+        await sleep(20);
+      }
+    })();
+    try {
+      const r = await strictClient({ port: stack.proxy.port, payload: encodeCommand(['SUBSCRIBE', 'busy']), caFile: stack.certs.caFile, afterWrite: 'close_notify', initialDelayMs: 300 });
+      const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+      assert.equal(r.close, 'close_notify', why);
+      assert.ok(r.reply.toString('latin1').startsWith('*3\r\n$9\r\nsubscribe\r\n$4\r\nbusy\r\n:1\r\n*3\r\n$7\r\nmessage\r\n'), why);
+      assert.ok(r.elapsedMs < 300 + 2_000 + 1_500, `closed after ${r.elapsedMs} ms\n${why}`);
+    } finally {
+      publishing = false;
+      await publisher;
+    }
+  });
+});
+
+describe('uncounted replies and limits.idle_timeout_ms', { timeout: 60_000 }, () => {
+  const stack = useStack({ proxy: () => ({ limits: { idle_timeout_ms: 300 } }) });
+  const conns: TlsConn[] = [];
+  after(() => {
+    for (const c of conns) c.close();
+  });
+
+  test('after CLIENT REPLY ON a client waiting on BLPOP (2 s) is not cut as idle: it gets its nil reply', { timeout: 30_000 }, async () => {
+    const c = await openTls(stack.proxy.port, { ca: readFileSync(stack.certs.caFile) });
+    conns.push(c);
+    assert.equal((await c.request(encodeCommand(['CLIENT', 'REPLY', 'ON'])))[0]!.toString('latin1'), '+OK\r\n');
+    const [nil] = await c.request(encodeCommand(['BLPOP', 'empty-list', '2']), 1, 10_000);
+    assert.equal(nil!.toString('latin1'), '*-1\r\n', logTail(stack.proxy));
+    assert.equal(c.isEnded, false, logTail(stack.proxy));
+  });
+});
