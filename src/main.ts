@@ -18,6 +18,8 @@ import { Reloader } from './reload.js';
 import { packageVersion } from './version.js';
 
 const READY_PING_TIMEOUT_MS = 1000;
+/** /readyz requests within this long of a backend PING share its answer. */
+const READY_PING_REUSE_MS = 1000;
 /** How often the backend_up gauge probes the backend. */
 const BACKEND_PROBE_INTERVAL_MS = 5000;
 /** A worker that dies sooner than this after its start is replaced only after this delay. */
@@ -92,11 +94,19 @@ function probeBackend(state: { current: Config }, gauge: Gauge): void {
 }
 
 function readiness(state: { current: Config; draining: boolean }, listening: () => boolean): AdminHandlers['notReady'] {
+  // One PING answers every request that comes while it runs or within READY_PING_REUSE_MS of
+  // its start: a flood of /readyz costs the backend a connection a second, not one a request.
+  let last: { backend: string; at: number; up: Promise<boolean> } | null = null;
   return async () => {
     if (state.draining) return 'shutting down';
     if (!listening()) return 'not listening';
     const { host, port } = state.current.backend;
-    return (await pingBackend(host, port, READY_PING_TIMEOUT_MS)) ? null : `backend ${host}:${port} does not answer PING`;
+    const backend = `${host}:${port}`;
+    const now = performance.now();
+    if (last === null || last.backend !== backend || now - last.at >= READY_PING_REUSE_MS) {
+      last = { backend, at: now, up: pingBackend(host, port, READY_PING_TIMEOUT_MS) };
+    }
+    return (await last.up) ? null : `backend ${backend} does not answer PING`;
   };
 }
 

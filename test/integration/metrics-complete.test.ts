@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
-import { repoRoot, run, waitFor } from '../helpers/common.js';
+import { repoRoot, run, sleep, waitFor } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { PROXY_CLI, metricValue, parseMetrics, waitForMetric } from '../helpers/proxy.js';
 import { encodeCommand } from '../helpers/resp.js';
@@ -141,6 +141,18 @@ describe('metrics, health and stats after one connection', { timeout: 120_000 },
     assert.match(lines[0]!, /^reason\s+graceful\s+abrupt$/);
     assert.ok(lines.some((l) => /^client_closed\s+1\s+0$/.test(l)), r.stdout);
     assert.ok(lines.some((l) => /^total\s+1\s+0$/.test(l)), r.stdout);
+  });
+
+  test('/readyz: 50 requests at once cost the backend one PING connection, not 50', { timeout: 30_000 }, async () => {
+    const p = stack.proxy;
+    const received = async () => Number(/total_connections_received:(\d+)/.exec(await stack.redis.cli('INFO', 'stats'))![1]);
+    await sleep(1_100); // past the reuse window of any earlier /readyz
+    const before = await received();
+    const answers = await Promise.all(Array.from({ length: 50 }, () => get(p.adminPort, '/readyz')));
+    assert.ok(answers.every((a) => a.status === 200), answers.map((a) => a.status).join(' '));
+    // (minus our own INFO connection; the backend_up gauge may probe meanwhile: at most one more)
+    const opened = (await received()) - before - 1;
+    assert.ok(opened >= 1 && opened <= 2, `the backend saw ${opened} connections`);
   });
 
   test('/healthz 200; /readyz 200 with the backend up, 503 with it stopped', { timeout: 30_000 }, async () => {
