@@ -134,6 +134,7 @@ export class Session {
     });
     backend.on('drain', () => {
       if (this.status === 'proxying') this.client.resume();
+      this.backendActive(); // closing: the last commands are out now
     });
     backend.on('error', (err: NodeJS.ErrnoException) => this.onBackendError(err));
     // The backend closed while we were still writing: stop reading the client and relay what
@@ -172,9 +173,8 @@ export class Session {
       return this.endClient();
     }
     this.phase = 'backend';
-    this.backendActiveAt = performance.now();
     this.armDeadline();
-    this.finishBackend();
+    this.backendActive();
   }
 
   private setStatus(next: Status): void {
@@ -184,7 +184,7 @@ export class Session {
 
   /** Phase 2: wait for the replies owed, half-close the backend, wait for it to close. */
   private finishBackend(): void {
-    if (this.phase !== 'backend') return;
+    if (this.phase !== 'backend' || this.status === 'closed') return;
     if (this.backendClosed || this.backend === null) return this.endClient();
     if (!this.backendConnected || this.backendEnded) return; // onBackendConnect or onBackendError continues
     if (this.countable() ? this.owed() > 0 : !this.repliesSettled()) return;
@@ -193,17 +193,31 @@ export class Session {
   }
 
   /**
-   * With uncounted replies: none under way, none held back by a slow client, none for
-   * UNCOUNTED_SETTLE_MS. Until then a timer looks again (the deadline bounds the wait).
+   * With uncounted replies: none under way, none held back (commands still being written, a
+   * slow client), and nothing from the backend for UNCOUNTED_SETTLE_MS. What ends a wait looks
+   * again (backend data, either side draining, the connect) and restarts the quiet period; a
+   * timer sees the quiet period out. The deadline bounds it all.
    */
   private repliesSettled(): boolean {
+    if ((!this.counter.broken && this.counter.midReply) || this.client.writableNeedDrain || this.backend!.writableLength > 0) return false;
     const quietMs = performance.now() - this.backendActiveAt;
-    if ((this.counter.broken || !this.counter.midReply) && !this.client.writableNeedDrain && quietMs >= UNCOUNTED_SETTLE_MS) return true;
+    if (quietMs >= UNCOUNTED_SETTLE_MS) return true;
     this.settleTimer ??= setTimeout(() => {
-      this.settleTimer = null;
-      this.finishBackend();
-    }, Math.max(1, UNCOUNTED_SETTLE_MS - quietMs));
+      // After the next poll: when the loop was held up, due timers run before reads of what has
+      // already arrived, which must count as activity first.
+      setImmediate(() => {
+        this.settleTimer = null;
+        this.finishBackend();
+      });
+    }, UNCOUNTED_SETTLE_MS - quietMs);
     return false;
+  }
+
+  /** Closing with uncounted replies: something moved, so the quiet period starts again. */
+  private backendActive(): void {
+    if (this.phase !== 'backend') return;
+    this.backendActiveAt = performance.now();
+    this.finishBackend();
   }
 
   /** Phase 4: the error reply, close_notify and FIN. */
@@ -342,7 +356,7 @@ export class Session {
   private onClientDrain(): void {
     this.progress();
     if (this.backend !== null && !this.backendClosed) this.backend.resume();
-    if (this.phase === 'backend') this.backendActiveAt = performance.now(); // what it held back comes now
+    this.backendActive(); // what it held back comes now
   }
 
   private onIdle(): void {
@@ -405,7 +419,7 @@ export class Session {
       this.toBackend(queued);
       if (this.status === 'proxying' && !this.backend!.writableNeedDrain) this.client.resume();
     }
-    this.finishBackend();
+    this.backendActive(); // closing already: the queued commands went out just now
   }
 
   private onBackendData(chunk: Buffer): void {
@@ -417,9 +431,8 @@ export class Session {
     }
     this.writeClient(chunk);
     if (this.phase === 'backend') {
-      this.backendActiveAt = performance.now();
       this.progress();
-      this.finishBackend();
+      this.backendActive();
     }
   }
 
@@ -436,6 +449,7 @@ export class Session {
 
   private onBackendClose(): void {
     this.backendClosed = true;
+    if (this.status === 'closed') return; // finalize() destroyed it
     if (this.status === 'connecting' || this.status === 'proxying') {
       if (this.backendConnected) this.close('backend_closed');
       return;

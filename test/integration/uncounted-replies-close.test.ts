@@ -3,13 +3,16 @@
 // sent yet when it reads EOF, so the proxy half-closes the backend only once its replies have
 // paused at a reply boundary, and never writes its own error text inside a reply.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
+import { sharedCerts } from '../helpers/certs.js';
 import { sleep } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
+import { metricValue, startProxy } from '../helpers/proxy.js';
 import { ERR, encodeCommand } from '../helpers/resp.js';
-import { describe as showResult, strictClient } from '../helpers/strict-client.js';
+import { describe as showResult, PYTHON, strictClient } from '../helpers/strict-client.js';
 import { openTls, type TlsConn } from '../helpers/tls-conn.js';
 
 const BIG = 16 * 1024 * 1024; // more than loopback socket buffers hold: Redis is still sending at the close
@@ -24,6 +27,53 @@ function direct(port: number, payload: Buffer): Promise<Buffer> {
     s.on('close', () => resolve(Buffer.concat(chunks)));
     s.setTimeout(20_000, () => s.destroy(new Error('redis-server did not close')));
   });
+}
+
+/**
+ * A relay to redis-server whose accept queue starts full (two fillers on a listen(0) socket): a
+ * connect's SYN is dropped and retried about 1 s later. release() makes room, so that retry
+ * connects; every connection accepted is then relayed to redis, FIN included.
+ */
+async function slowToAccept(redisPort: number): Promise<{ port: number; release(): void; close(): void }> {
+  const script = [
+    'import socket,sys,threading',
+    'def pipe(a,b):',
+    '  try:',
+    '    while True:',
+    '      d=a.recv(65536)',
+    '      if not d: break',
+    '      b.sendall(d)',
+    '  except OSError: pass',
+    '  try: b.shutdown(socket.SHUT_WR)',
+    '  except OSError: pass',
+    'def relay(c):',
+    `  r=socket.create_connection(("127.0.0.1",${redisPort}))`,
+    '  threading.Thread(target=pipe,args=(c,r),daemon=True).start()',
+    '  pipe(r,c)',
+    's=socket.socket()',
+    's.bind(("127.0.0.1",0))',
+    's.listen(0)',
+    'print(s.getsockname()[1],flush=True)',
+    'sys.stdin.readline()',
+    'while True:',
+    '  c,_=s.accept()',
+    '  threading.Thread(target=relay,args=(c,),daemon=True).start()',
+  ].join('\n');
+  const py = spawn(PYTHON, ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    py.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+    py.once('exit', (code) => reject(new Error(`python exited ${code}`)));
+  });
+  const fillers = [0, 1].map(() => net.connect({ host: '127.0.0.1', port }).on('error', () => undefined));
+  await sleep(200);
+  return {
+    port,
+    release: () => py.stdin.write('go\n'),
+    close: () => {
+      for (const f of fillers) f.destroy();
+      py.kill();
+    },
+  };
 }
 
 describe('uncounted replies: an orderly close waits for them', { timeout: 120_000 }, () => {
@@ -64,12 +114,39 @@ describe('uncounted replies: an orderly close waits for them', { timeout: 120_00
       const r = await strictClient({ port: stack.proxy.port, payload: encodeCommand(['SUBSCRIBE', 'busy']), caFile: stack.certs.caFile, afterWrite: 'close_notify', initialDelayMs: 300 });
       const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
       assert.equal(r.close, 'close_notify', why);
-      assert.ok(r.reply.toString('latin1').startsWith('*3\r\n$9\r\nsubscribe\r\n$4\r\nbusy\r\n:1\r\n*3\r\n$7\r\nmessage\r\n'), why);
+      const reply = r.reply.toString('latin1');
+      assert.ok(reply.startsWith('*3\r\n$9\r\nsubscribe\r\n$4\r\nbusy\r\n:1\r\n'), why);
+      // Messages kept coming until close.drain_timeout_ms (2 s) after its close_notify: one
+      // every ~20 ms, so dozens (a deadline never fires early, so the lower bound is safe).
+      const messages = reply.split('$7\r\nmessage\r\n').length - 1;
+      assert.ok(messages >= 20, `${messages} messages\n${why}`);
+      assert.ok(r.elapsedMs >= 300 + 1_900, `closed after ${r.elapsedMs} ms, before the deadline\n${why}`);
       assert.ok(r.elapsedMs < 300 + 2_000 + 1_500, `closed after ${r.elapsedMs} ms\n${why}`);
     } finally {
       publishing = false;
       await publisher;
     }
+  });
+});
+
+describe('uncounted replies and a backend that connects late', { timeout: 60_000 }, () => {
+  const stack = useStack();
+
+  test('SUBSCRIBE, UNSUBSCRIBE, a 16 MiB GET, close_notify at once, the backend connect done ~1 s later → the whole value', { timeout: 30_000 }, async (t) => {
+    await stack.redis.cli('EVAL', `redis.call('SET', KEYS[1], string.rep('z', ${BIG}))`, '1', 'big');
+    const relay = await slowToAccept(stack.redis.port);
+    t.after(() => relay.close());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: relay.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 5000 } });
+    t.after(() => proxy.stop());
+    setTimeout(() => relay.release(), 300);
+    const payload = Buffer.from('SUBSCRIBE a\r\nUNSUBSCRIBE a\r\nGET big\r\n', 'latin1');
+    const r = await strictClient({ port: proxy.port, payload, caFile: (await sharedCerts()).caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+    const why = `${showResult(r)}\n${logTail(proxy)}`;
+    // The premise: the connect came well after the close began (it used to end the backend at once then).
+    const connectS = metricValue(await proxy.metrics(), 'resp_tls_proxy_backend_connect_duration_seconds_sum');
+    assert.ok(connectS >= 0.5, `the backend connected after ${connectS} s: too soon to test anything\n${why}`);
+    assert.ok(r.reply.toString('latin1').endsWith(`$${BIG}\r\n${'z'.repeat(BIG)}\r\n`), why);
+    assert.equal(r.close, 'close_notify', why);
   });
 });
 
