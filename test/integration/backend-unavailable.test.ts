@@ -2,7 +2,6 @@
 // plus a short cause, then the close is orderly. A client that has not sent a command yet is
 // waited for (up to close.drain_timeout_ms) so it learns why.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { freePort, sleep } from '../helpers/common.js';
@@ -10,8 +9,9 @@ import { sharedCerts, type TestCerts } from '../helpers/certs.js';
 import { logTail } from '../helpers/fixture.js';
 import { metricSamples, metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
 import { redisCliTls } from '../helpers/redis-cli.js';
+import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
 import { ERR, encodeCommand, msetPayload, show } from '../helpers/resp.js';
-import { PYTHON, describe as showResult, strictClient, type StrictClientResult } from '../helpers/strict-client.js';
+import { describe as showResult, strictClient, type StrictClientResult } from '../helpers/strict-client.js';
 
 const CLOSES = 'resp_tls_proxy_client_closes_total';
 const UNAVAILABLE_LINE = /^-ERR backend unavailable[^\r\n]{0,200}$/;
@@ -113,29 +113,6 @@ describe('backend port with nothing listening', { timeout: 120_000 }, () => {
   });
 });
 
-/**
- * A listener whose accept queue is full (backlog 0, never accepting, filled by two connections):
- * Linux drops further SYNs, so a connect to it neither completes nor fails until it times out.
- */
-async function blackHole(): Promise<{ port: number; close(): void }> {
-  const script = 'import socket,sys\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\nsys.stdin.read()\n';
-  const py = spawn(PYTHON, ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    py.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
-    py.once('exit', (code) => reject(new Error(`python exited ${code}`)));
-  });
-  const fillers = [0, 1].map(() => net.connect({ host: '127.0.0.1', port }).on('error', () => undefined));
-  await sleep(200);
-  return {
-    port,
-    close: () => {
-      for (const f of fillers) f.destroy();
-      py.stdin.end();
-      py.kill();
-    },
-  };
-}
-
 /** The premise of the tests below: a connect to `port` does not complete. */
 async function assertConnectHangs(port: number): Promise<void> {
   const probe = net.connect({ host: '127.0.0.1', port });
@@ -149,7 +126,7 @@ async function assertConnectHangs(port: number): Promise<void> {
  * a strict client that sends `payload` and then close_notify at once. Returns both.
  */
 async function closeWhileConnectHangs(t: TestContext, payload: Buffer): Promise<{ proxy: Proxy; r: StrictClientResult }> {
-  const hole = await blackHole();
+  const hole = await fullAcceptQueue();
   t.after(() => hole.close());
   await assertConnectHangs(hole.port);
   const proxy = await startProxy({ backend: { host: '127.0.0.1', port: hole.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 400 } });

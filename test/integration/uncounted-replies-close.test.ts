@@ -3,16 +3,16 @@
 // sent yet when it reads EOF, so the proxy half-closes the backend only once its replies have
 // paused at a reply boundary, and never writes its own error text inside a reply.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { sharedCerts } from '../helpers/certs.js';
 import { sleep } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
+import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
 import { metricValue, startProxy } from '../helpers/proxy.js';
 import { ERR, encodeCommand } from '../helpers/resp.js';
-import { describe as showResult, PYTHON, strictClient } from '../helpers/strict-client.js';
+import { describe as showResult, strictClient } from '../helpers/strict-client.js';
 import { openTls, type TlsConn } from '../helpers/tls-conn.js';
 
 const BIG = 16 * 1024 * 1024; // more than loopback socket buffers hold: Redis is still sending at the close
@@ -27,53 +27,6 @@ function direct(port: number, payload: Buffer): Promise<Buffer> {
     s.on('close', () => resolve(Buffer.concat(chunks)));
     s.setTimeout(20_000, () => s.destroy(new Error('redis-server did not close')));
   });
-}
-
-/**
- * A relay to redis-server whose accept queue starts full (two fillers on a listen(0) socket): a
- * connect's SYN is dropped and retried about 1 s later. release() makes room, so that retry
- * connects; every connection accepted is then relayed to redis, FIN included.
- */
-async function slowToAccept(redisPort: number): Promise<{ port: number; release(): void; close(): void }> {
-  const script = [
-    'import socket,sys,threading',
-    'def pipe(a,b):',
-    '  try:',
-    '    while True:',
-    '      d=a.recv(65536)',
-    '      if not d: break',
-    '      b.sendall(d)',
-    '  except OSError: pass',
-    '  try: b.shutdown(socket.SHUT_WR)',
-    '  except OSError: pass',
-    'def relay(c):',
-    `  r=socket.create_connection(("127.0.0.1",${redisPort}))`,
-    '  threading.Thread(target=pipe,args=(c,r),daemon=True).start()',
-    '  pipe(r,c)',
-    's=socket.socket()',
-    's.bind(("127.0.0.1",0))',
-    's.listen(0)',
-    'print(s.getsockname()[1],flush=True)',
-    'sys.stdin.readline()',
-    'while True:',
-    '  c,_=s.accept()',
-    '  threading.Thread(target=relay,args=(c,),daemon=True).start()',
-  ].join('\n');
-  const py = spawn(PYTHON, ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    py.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
-    py.once('exit', (code) => reject(new Error(`python exited ${code}`)));
-  });
-  const fillers = [0, 1].map(() => net.connect({ host: '127.0.0.1', port }).on('error', () => undefined));
-  await sleep(200);
-  return {
-    port,
-    release: () => py.stdin.write('go\n'),
-    close: () => {
-      for (const f of fillers) f.destroy();
-      py.kill();
-    },
-  };
 }
 
 describe('uncounted replies: an orderly close waits for them', { timeout: 120_000 }, () => {
@@ -134,7 +87,7 @@ describe('uncounted replies and a backend that connects late', { timeout: 60_000
 
   test('SUBSCRIBE, UNSUBSCRIBE, a 16 MiB GET, close_notify at once, the backend connect done ~1 s later → the whole value', { timeout: 30_000 }, async (t) => {
     await stack.redis.cli('EVAL', `redis.call('SET', KEYS[1], string.rep('z', ${BIG}))`, '1', 'big');
-    const relay = await slowToAccept(stack.redis.port);
+    const relay = await fullAcceptQueue(stack.redis.port);
     t.after(() => relay.close());
     const proxy = await startProxy({ backend: { host: '127.0.0.1', port: relay.port, connect_timeout_ms: 8000 }, close: { drain_timeout_ms: 5000 } });
     t.after(() => proxy.stop());
