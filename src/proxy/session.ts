@@ -85,7 +85,7 @@ export class Session {
   private deadline: NodeJS.Timeout | null = null;
   private connectTimer: NodeJS.Timeout | null = null;
   private settleTimer: NodeJS.Timeout | null = null;
-  /** Closing with uncounted replies: when the backend last sent something or was resumed. */
+  /** Closing with uncounted replies: when the backend last connected, sent, drained or was resumed. */
   private backendActiveAt = 0;
   private drained = 0;
   private unavailable: string | null = null; // cause, once the backend could not be reached
