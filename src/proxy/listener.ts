@@ -51,7 +51,9 @@ export class Listener {
     this.workers = workerCount(config);
     this.server = tls.createServer({
       ...material.options,
-      allowHalfOpen: true,
+      // Not allowHalfOpen: until the handshake completes a client's FIN must end the socket at
+      // once, or a client that connects and leaves holds it until handshakeTimeout. A Session
+      // turns half-open on for its own socket.
       noDelay: true, // replies go out at once: no Nagle delay on the client side either
       handshakeTimeout: config.tls.handshake_timeout_ms,
       requestCert: config.tls.ca_file !== null,

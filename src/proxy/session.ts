@@ -106,6 +106,8 @@ export class Session {
       maxBulkLen: cfg.limits.max_bulk_len,
       maxInlineLen: cfg.limits.max_inline_len,
     });
+    // The client's FIN is one of our close triggers (onClientEnd): our side stays open to answer.
+    client.allowHalfOpen = true;
     client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     client.on('end', () => this.onClientEnd());
     client.on('error', (err) => this.onClientError(err));

@@ -118,4 +118,25 @@ describe('default handshake timeout (10 s)', { timeout: 120_000 }, () => {
     // each run opens 50 connections (plus redis-benchmark's own config probe)
     assert.ok(metricValue(text, 'resp_tls_proxy_connections_total') >= 100, text);
   });
+
+  test('clients that leave before the handshake ends (a TCP health check, a ClientHello then FIN or RST) free their socket at once: reason="reset", not a 10 s "timeout"', { timeout: 30_000 }, async () => {
+    const before = sum(await stack.proxy.metrics(), FAILURES);
+    const leave = (i: number): Promise<void> =>
+      new Promise((resolve) => {
+        const sock = net.connect({ host: '127.0.0.1', port: stack.proxy.port }, () => {
+          if (i % 3 === 0) return sock.end(); // connect, FIN
+          sock.write(halfClientHello());
+          if (i % 3 === 1) sock.end();
+          else sock.resetAndDestroy();
+        });
+        sock.on('error', () => undefined);
+        sock.on('close', () => resolve());
+      });
+    await Promise.all(Array.from({ length: 90 }, (_, i) => leave(i)));
+    // Half-open until the handshake timeout, they used to hold a socket (and a max_clients
+    // slot) each for 10 s, and were counted "timeout".
+    const text = await waitForMetric(stack.proxy, FAILURES, { reason: 'reset' }, (v) => v >= 90, 3_000);
+    assert.equal(metricValue(text, FAILURES, { reason: 'reset' }), 90, text);
+    assert.equal(sum(text, FAILURES) - before, 90, text);
+  });
 });
