@@ -30,6 +30,9 @@ const WORKER_METRICS_TIMEOUT_MS = 2000;
 const METRICS_REQUEST = 'prom-client:getMetricsReq';
 const METRICS_RESPONSE = 'prom-client:getMetricsRes';
 
+/** A worker's place among the workers (0 to workers - 1): its share of limits.max_clients. A replacement takes the dead worker's. */
+const WORKER_SLOT_ENV = 'RESP_TLS_PROXY_WORKER_SLOT';
+
 type WorkerMessage = { type: 'listening'; port: number; host: string } | { type: 'draining' };
 
 /** Run the proxy until SIGTERM/SIGINT; the process exits 0 after an orderly shutdown. */
@@ -49,9 +52,9 @@ export async function runProxy(config: Config, configPath: string): Promise<void
 }
 
 /** The serving half, the same in a single process and in a worker. */
-async function startServing(config: Config, configPath: string, metrics: Metrics, log: Logger) {
+async function startServing(config: Config, configPath: string, metrics: Metrics, log: Logger, slot = 0) {
   const material = loadTlsMaterial(config.tls);
-  const listener = new Listener(config, material, metrics, log);
+  const listener = new Listener(config, material, metrics, log, slot);
   const address = await listener.listen();
   const state = { current: config, draining: false };
   const reloader = new Reloader(configPath, listener, metrics, log, { config, fingerprint: material.fingerprint }, (next) => {
@@ -142,7 +145,7 @@ async function runWorker(config: Config, configPath: string, log: Logger): Promi
   const metrics = createMetrics(packageVersion());
   AggregatorRegistry.setRegistries([metrics.registry]);
   new AggregatorRegistry(); // its constructor installs the worker's answer to the primary's metrics requests
-  const serving = await startServing(config, configPath, metrics, log);
+  const serving = await startServing(config, configPath, metrics, log, Number(process.env[WORKER_SLOT_ENV] ?? 0));
   send({ type: 'listening', port: serving.address.port, host: serving.address.address });
   let exiting = false;
   const onSignal = (signal: string): void => {
@@ -236,14 +239,16 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   /** Workers that were still starting when a SIGHUP came. */
   const reloadOwed = new Set<number>();
   const startedAt = new Map<number, number>();
+  const slots = new Map<number, number>();
   let announced = false;
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   /** Replacements for dead workers, waiting out the back-off. */
   const respawns = new Set<NodeJS.Timeout>();
 
-  const fork = (): Worker => {
-    const w = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(state.current) });
+  const fork = (slot: number): Worker => {
+    const w = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(state.current), [WORKER_SLOT_ENV]: String(slot) });
     startedAt.set(w.id, Date.now());
+    slots.set(w.id, slot);
     w.on('message', (msg: WorkerMessage) => {
       if (msg.type === 'listening') {
         listening.add(w.id);
@@ -288,11 +293,13 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     }
     restarts.inc();
     const lived = Date.now() - (startedAt.get(w.id) ?? 0);
+    const slot = slots.get(w.id) ?? 0;
     startedAt.delete(w.id);
+    slots.delete(w.id);
     log.error({ worker: w.id, code, signal, lived_ms: lived }, 'worker died; starting a new one');
     const timer = setTimeout(() => {
       respawns.delete(timer);
-      fork();
+      fork(slot);
     }, lived < RESPAWN_BACKOFF_MS ? RESPAWN_BACKOFF_MS : 0);
     respawns.add(timer);
   });
@@ -337,7 +344,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 
-  for (let i = 0; i < count; i++) fork();
+  for (let slot = 0; slot < count; slot++) fork(slot);
 }
 
 function backendOf(config: Config): string {

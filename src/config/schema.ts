@@ -111,7 +111,7 @@ export const configSchema = z
           .describe('Most elements in one request array; inline commands count their arguments too.'),
         max_bulk_len: positiveInt().default(536870912).describe('Most bytes in one bulk string (proto-max-bulk-len).'),
         max_inline_len: positiveInt().default(65536).describe('Most bytes in one inline command line.'),
-        max_clients: positiveInt().default(10000).describe('Most concurrent client connections; with more than one worker, each takes an equal share.'),
+        max_clients: positiveInt().default(10000).describe('Most concurrent client connections; with more than one worker, each takes an equal share (together exactly this many).'),
         idle_timeout_ms: durationMsOr0().default(0).describe('Close a client idle this long; 0 = never.'),
         idle_timeout_pubsub: z
           .boolean()
@@ -192,10 +192,12 @@ export function workerCount(config: Config): number {
 
 /**
  * One accepting process's share of limits.max_clients: the workers split it evenly (node:cluster
- * hands out connections round-robin), so together they hold no more than the limit.
+ * hands out connections round-robin), the first `max % workers` slots one more, so together they
+ * hold exactly the limit. `slot` is the worker's place, 0 to workers - 1 (0 for a single process).
  */
-export function clientsPerProcess(config: Config, workers: number): number {
-  return Math.ceil(config.limits.max_clients / workers);
+export function clientsPerProcess(config: Config, workers: number, slot: number): number {
+  const max = config.limits.max_clients;
+  return Math.floor(max / workers) + (slot < max % workers ? 1 : 0);
 }
 
 /** What a reload cannot apply to a running process: these keys take effect on restart. */

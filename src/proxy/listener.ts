@@ -45,6 +45,8 @@ export class Listener {
     material: TlsMaterial,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    /** This worker's place among the workers (0 to workers - 1), for its share of max_clients. */
+    private readonly slot = 0,
   ) {
     this.config = config;
     this.material = material;
@@ -60,7 +62,7 @@ export class Listener {
       rejectUnauthorized: config.tls.ca_file !== null,
       SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
-    this.server.maxConnections = socketCap(config, this.workers);
+    this.server.maxConnections = this.socketCap(config);
     metrics.certExpiry.set(material.expiresAt);
     this.server.on('connection', (raw: Timed) => {
       raw[kAcceptedAt] = performance.now();
@@ -106,7 +108,7 @@ export class Listener {
     // tls.Server reads these per connection: setting or clearing ca_file turns mTLS on or off.
     const mtls = config.tls.ca_file !== null;
     Object.assign(this.server, { requestCert: mtls, rejectUnauthorized: mtls });
-    this.server.maxConnections = socketCap(config, this.workers);
+    this.server.maxConnections = this.socketCap(config);
     this.metrics.certExpiry.set(material.expiresAt);
     this.config = config;
     this.material = material;
@@ -144,6 +146,16 @@ export class Listener {
   /** Set by closeAll(): a handshake that completes after it is closed at once (reason shutdown). */
   private closingAll = false;
 
+  /**
+   * Sockets the listener holds at most, handshaking or not. max_clients counts only connections
+   * past the handshake (they get the "-ERR max number of clients reached" reply); this bounds a
+   * flood of handshakes that never finish, with room for the over-limit replies. Past it the
+   * kernel connection is closed at once.
+   */
+  private socketCap(config: Config): number {
+    return clientsPerProcess(config, this.workers, this.slot) * 2 + 100;
+  }
+
   private onSecureConnection(socket: tls.TLSSocket): void {
     const raw = (socket as unknown as { _parent?: Timed })._parent;
     const acceptedAt = raw?.[kAcceptedAt];
@@ -172,19 +184,9 @@ export class Listener {
     });
     this.sessions.add(session);
     if (this.closingAll) session.turnAway('shutdown');
-    else if (this.sessions.size > clientsPerProcess(this.config, this.workers)) session.turnAway('max_clients');
+    else if (this.sessions.size > clientsPerProcess(this.config, this.workers, this.slot)) session.turnAway('max_clients');
     else session.start();
   }
-}
-
-/**
- * Sockets the listener holds at most, handshaking or not. max_clients counts only connections
- * past the handshake (they get the "-ERR max number of clients reached" reply); this bounds a
- * flood of handshakes that never finish, with room for the over-limit replies. Past it the
- * kernel connection is closed at once.
- */
-function socketCap(config: Config, workers: number): number {
-  return clientsPerProcess(config, workers) * 2 + 100;
 }
 
 function handshakeFailureReason(err: NodeJS.ErrnoException): HandshakeFailureReason {

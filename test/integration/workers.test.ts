@@ -179,12 +179,12 @@ describe('workers: 2', { timeout: 180_000 }, () => {
 });
 
 describe('workers: 2 — one max_clients, the running config for replacements, no respawn after SIGTERM', { timeout: 180_000 }, () => {
-  test('max_clients 2 holds across both workers; a worker replaced after a broken file was refused runs the last good config; a respawn due when SIGTERM comes is cancelled and the proxy exits 0', { timeout: 150_000 }, async (t) => {
+  test('max_clients 3 holds across both workers (2 + 1, not 2 + 2); a worker replaced after a broken file was refused runs the last good config; a respawn due when SIGTERM comes is cancelled and the proxy exits 0', { timeout: 150_000 }, async (t) => {
     const redis = await startRedis();
     t.after(() => redis.stop());
     const proxy = await startProxy(
       // A fixed admin port, as in production: a worker must never try to bind it.
-      { backend: { host: '127.0.0.1', port: redis.port }, workers: 2, limits: { max_clients: 2 }, shutdown: { grace_ms: 3000 }, admin: { host: '127.0.0.1', port: await freePort() } },
+      { backend: { host: '127.0.0.1', port: redis.port }, workers: 2, limits: { max_clients: 3 }, shutdown: { grace_ms: 3000 }, admin: { host: '127.0.0.1', port: await freePort() } },
       { startTimeoutMs: 45_000 },
     );
     const seen = new Set<number>();
@@ -218,10 +218,11 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
     }, 30_000, 50);
     await noneOpen();
 
-    // max_clients 2 over two workers: one each. Three clients held open: one is turned away.
-    const answers = [await hold(), await hold(), await hold()];
+    // max_clients 3 over two workers: two and one (each used to take 3 / 2 rounded up: 4 in
+    // all). Four clients held open, handed out in turn: one is turned away.
+    const answers = [await hold(), await hold(), await hold(), await hold()];
     for (const c of held.splice(0)) c.close();
-    assert.equal(answers.filter((a) => a === '+PONG\r\n').length, 2, `${answers.join(' | ')}\n${logTail(proxy)}`);
+    assert.equal(answers.filter((a) => a === '+PONG\r\n').length, 3, `${answers.join(' | ')}\n${logTail(proxy)}`);
     assert.deepEqual(answers.filter((a) => a !== '+PONG\r\n'), ['-ERR max number of clients reached\r\n']);
 
     // A good file (room for the clients below, and a restart-only change: one worker), then a

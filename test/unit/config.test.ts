@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createSelfSignedCertificate, ensureDevCertificate } from '../../src/config/devcert.js';
 import { ConfigError, checkConfigFile, loadConfigFile, parseConfigText } from '../../src/config/load.js';
-import { configSchema, keepRestartOnly, renderConfigJsonSchema, restartOnlyChanges } from '../../src/config/schema.js';
+import { clientsPerProcess, configSchema, keepRestartOnly, renderConfigJsonSchema, restartOnlyChanges } from '../../src/config/schema.js';
 
 const repoRoot = new URL('../../../', import.meta.url);
 
@@ -369,6 +369,19 @@ describe('ensureDevCertificate', () => {
     const config = loadConfigFile(file);
     assert.equal(await ensureDevCertificate(config), false);
     await assert.rejects(stat(config.tls.cert_file), { code: 'ENOENT' });
+  });
+});
+
+describe('clientsPerProcess: the workers split limits.max_clients', () => {
+  it('into shares that add up to exactly the limit, differing by one at most', () => {
+    for (const max of [1, 2, 3, 7, 10, 10000, 10001]) {
+      for (const workers of [1, 2, 3, 4, 16]) {
+        const config = configSchema.parse({ tls: { cert_file: 'c', key_file: 'k' }, limits: { max_clients: max } });
+        const shares = Array.from({ length: workers }, (_, slot) => clientsPerProcess(config, workers, slot));
+        assert.equal(shares.reduce((a, b) => a + b, 0), max, `${max} over ${workers}: ${shares.join(' ')}`);
+        assert.ok(Math.max(...shares) - Math.min(...shares) <= 1, `${max} over ${workers}: ${shares.join(' ')}`);
+      }
+    }
   });
 });
 
