@@ -176,6 +176,14 @@ function send(message: WorkerMessage): void {
 class WorkerMetrics {
   private nextId = 0;
   private readonly pending = new Map<number, { waiting: Set<number>; responses: object[]; finish(): void }>();
+  /** Each worker's counters and histograms as of its last answer. */
+  private readonly lastSeen = new Map<number, object[]>();
+  /**
+   * What exited workers had counted (as of their last answer), folded into one: summed in, so
+   * totals do not go back when a worker dies (Prometheus would read that as a counter reset).
+   */
+  private retired: object[] = [];
+  private retiring: Promise<void> = Promise.resolve();
 
   constructor(private readonly log: Logger) {
     cluster.on('message', (w: Worker, msg: { type?: string; requestId?: number; metrics?: object[]; error?: string }) => {
@@ -183,15 +191,19 @@ class WorkerMetrics {
       const req = this.pending.get(msg.requestId);
       if (req === undefined || !req.waiting.delete(w.id)) return;
       if (msg.error !== undefined) this.log.warn({ worker: w.id, err: msg.error }, 'worker metrics failed; left out of this scrape');
-      else for (const m of msg.metrics ?? []) req.responses.push(m);
+      else {
+        for (const m of msg.metrics ?? []) req.responses.push(m);
+        this.lastSeen.set(w.id, (msg.metrics ?? []).map(monotonic));
+      }
       if (req.waiting.size === 0) req.finish();
     });
   }
 
-  /** Prometheus text summed over `workerIds` ('' when there are none). */
-  collect(workerIds: Iterable<number>): Promise<string> {
+  /** Prometheus text summed over `workerIds` and the retired workers ('' when there are none). */
+  async collect(workerIds: Iterable<number>): Promise<string> {
+    await this.retiring;
     const workers = [...workerIds].map((id) => cluster.workers?.[id]).filter((w): w is Worker => w !== undefined && w.isConnected());
-    if (workers.length === 0) return Promise.resolve('');
+    if (workers.length === 0) return this.retired.length === 0 ? '' : AggregatorRegistry.aggregate(this.retired).metrics();
     const requestId = this.nextId++;
     return new Promise((resolve, reject) => {
       const req = {
@@ -200,7 +212,7 @@ class WorkerMetrics {
         finish: () => {
           clearTimeout(timer);
           this.pending.delete(requestId);
-          AggregatorRegistry.aggregate(req.responses).metrics().then(resolve, reject);
+          AggregatorRegistry.aggregate([...req.responses, ...this.retired]).metrics().then(resolve, reject);
         },
       };
       const timer = setTimeout(() => {
@@ -222,6 +234,22 @@ class WorkerMetrics {
       if (req.waiting.delete(workerId) && req.waiting.size === 0) req.finish();
     }
   }
+
+  /** A worker exited: what it had counted stays in the totals. */
+  retire(workerId: number): void {
+    this.forget(workerId);
+    const last = this.lastSeen.get(workerId);
+    this.lastSeen.delete(workerId);
+    if (last === undefined) return;
+    this.retiring = this.retiring.then(async () => {
+      this.retired = [await AggregatorRegistry.aggregate([...this.retired, ...last]).getMetricsAsJSON()];
+    }).catch((err: Error) => this.log.warn({ err: err.message }, 'could not keep an exited worker\'s counters'));
+  }
+}
+
+/** One registry's metrics (as prom-client's JSON) without its gauges: what may be summed after a worker is gone. */
+function monotonic(registryJson: unknown): object {
+  return (registryJson as { type?: string }[]).filter((m) => m.type === 'counter' || m.type === 'histogram');
 }
 
 async function runPrimary(config: Config, configPath: string, count: number, log: Logger): Promise<void> {
@@ -280,9 +308,9 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   );
 
   cluster.on('exit', (w, code, signal) => {
-    listening.delete(w.id);
+    const listened = listening.delete(w.id);
     reloadOwed.delete(w.id);
-    workerMetrics.forget(w.id);
+    workerMetrics.retire(w.id);
     if (state.draining) {
       if (Object.keys(cluster.workers ?? {}).length === 0) {
         log.info('all workers exited; shutdown complete');
@@ -290,6 +318,14 @@ async function runPrimary(config: Config, configPath: string, count: number, log
         process.exit(0);
       }
       return;
+    }
+    if (!listened && listening.size === 0) {
+      // It could not start (its own log says why: the port taken, the certificates unreadable),
+      // and nothing serves: replacing it would fail alike, forever, with /healthz still 200. Exit
+      // as a single process does, for the supervisor to see; the other workers follow (their
+      // channel to the primary closes).
+      log.fatal({ worker: w.id, code, signal }, 'a worker could not start and no worker is serving; exiting');
+      process.exit(1);
     }
     restarts.inc();
     const lived = Date.now() - (startedAt.get(w.id) ?? 0);

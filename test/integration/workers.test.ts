@@ -3,12 +3,15 @@
 // serving; SIGTERM to the primary drains the workers and exits 0.
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
 import YAML from 'yaml';
-import { freePort, sleep, waitFor } from '../helpers/common.js';
+import { sharedCerts } from '../helpers/certs.js';
+import { freePort, makeTempDir, run, sleep, waitFor } from '../helpers/common.js';
 import { logTail } from '../helpers/fixture.js';
-import { closeRecords, metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
+import { PROXY_CLI, closeRecords, metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
 import { startRedis } from '../helpers/redis.js';
 import { encodeCommand } from '../helpers/resp.js';
 import { openTls, type TlsConn } from '../helpers/tls-conn.js';
@@ -239,14 +242,22 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
     writeFileSync(proxy.configFile, `${YAML.stringify(cfg)}\nnot_a_key: 1\n`);
     process.kill(proxy.pid, 'SIGHUP');
     await expectMetric('resp_tls_proxy_reloads_total', { result: 'error' }, (v) => v >= 2);
+    // What the dead worker counted stays in the totals (they used to drop by its share, which
+    // Prometheus reads as a counter reset).
+    const countedBefore = metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_total');
     process.kill(first[0]!, 'SIGKILL');
     const replacement = await waitFor('a replacement worker', () => workers().find((pid) => !first.includes(pid)), 30_000, 20);
+    let pingsSinceKill = 0;
     await waitFor('the replacement serving', async () => {
+      pingsSinceKill++;
       await pingOnce(proxy, ca);
       return served(replacement);
     }, 30_000, 50);
     await noneOpen();
-    assert.equal(metricValue(await proxy.metrics(), 'resp_tls_proxy_workers_restarted_total'), 1, logTail(proxy));
+    const afterKill = await proxy.metrics();
+    assert.equal(metricValue(afterKill, 'resp_tls_proxy_workers_restarted_total'), 1, logTail(proxy));
+    const countedAfter = metricValue(afterKill, 'resp_tls_proxy_connections_total');
+    assert.equal(countedAfter, countedBefore + pingsSinceKill, `connections_total ${countedBefore} before the kill, then ${pingsSinceKill} PINGs: ${countedAfter}`);
 
     // A respawn due when SIGTERM comes. Clients held on both workers (connections go round-robin;
     // checked below by the drain time); the survivor dies (replaced at once) and its replacement
@@ -272,5 +283,28 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
     assert.ok(drainMs > 2000, `exit ${drainMs} ms after SIGTERM: no client held the replacement draining`);
     await waitFor('every worker gone', () => [...seen].every((pid) => !alive(pid)), 10_000);
     assert.deepEqual([...seen].sort((x, y) => x - y), [...first, replacement, young].sort((x, y) => x - y), 'no worker was started after SIGTERM');
+  });
+});
+
+describe('workers: 2 that cannot listen', { timeout: 60_000 }, () => {
+  test('the listen port is taken: the primary exits 1 with a fatal line instead of replacing workers forever', { timeout: 40_000 }, async (t) => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    t.after(() => blocker.close());
+    const port = (blocker.address() as AddressInfo).port;
+    const certs = await sharedCerts();
+    const file = path.join(makeTempDir(), 'proxy.yaml');
+    writeFileSync(file, YAML.stringify({
+      listen: { host: '127.0.0.1', port },
+      tls: { cert_file: certs.certFile, key_file: certs.keyFile },
+      admin: { host: '127.0.0.1', port: 0 },
+      workers: 2,
+    }));
+    const r = await run(process.execPath, [PROXY_CLI, '--config', file], { timeoutMs: 30_000 });
+    const out = `${r.stdout}\n${r.stderr}`;
+    assert.equal(r.timedOut, false, `still running after 30 s (replacing workers?)\n${out.slice(-2000)}`);
+    assert.equal(r.code, 1, out.slice(-2000));
+    assert.match(out, /EADDRINUSE/);
+    assert.match(out, /a worker could not start and no worker is serving; exiting/);
   });
 });
