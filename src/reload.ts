@@ -9,6 +9,12 @@ import { loadTlsMaterial, tlsFiles, tlsFingerprint, type TlsMaterial } from './c
 import type { Listener } from './proxy/listener.js';
 
 const CERT_WATCH_DEBOUNCE_MS = 250;
+/**
+ * Certificate files that do not load after a folder event are looked at once more after this
+ * long before it counts as a failed reload: a copy may still be under way (half a certificate, a
+ * new certificate next to the old key). Another event in between starts over.
+ */
+const CERT_SETTLE_MS = 2000;
 
 /**
  * SIGHUP re-reads the config file and the certificates; a certificate-file change re-reads the
@@ -45,11 +51,16 @@ export class Reloader {
     return this.apply(next, trigger);
   }
 
-  private apply(next: Config, trigger: string): boolean {
+  /** `mayRetry`: a failure is only logged at debug level and not counted (the caller looks again). */
+  private apply(next: Config, trigger: string, mayRetry = false): boolean {
     let material: TlsMaterial;
     try {
       material = loadTlsMaterial(next.tls);
     } catch (err) {
+      if (mayRetry) {
+        this.log.debug({ trigger, err: (err as Error).message }, 'certificates do not load yet; looking again shortly');
+        return false;
+      }
       return this.failed(trigger, err);
     }
     this.listener.reload(next, material);
@@ -95,6 +106,10 @@ export class Reloader {
   }
 
   private certificatesTouched(): void {
+    this.lookAtCertificates(CERT_WATCH_DEBOUNCE_MS, true);
+  }
+
+  private lookAtCertificates(afterMs: number, firstLook: boolean): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -105,7 +120,8 @@ export class Reloader {
         fingerprint = ''; // unreadable now: apply() reports why
       }
       // Only a real change counts: editors and kubelet touch files without changing them.
-      if (fingerprint !== this.lastFingerprint) this.apply(this.current, 'certificate files changed');
-    }, CERT_WATCH_DEBOUNCE_MS);
+      if (fingerprint === this.lastFingerprint) return;
+      if (!this.apply(this.current, 'certificate files changed', firstLook) && firstLook) this.lookAtCertificates(CERT_SETTLE_MS, false);
+    }, afterMs);
   }
 }

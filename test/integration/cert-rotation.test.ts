@@ -160,6 +160,34 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     assert.equal(metricValue(await proxy.metrics(), RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
   });
 
+  test('a certificate and key copied over in place, in pieces, 0.6 s apart: one reload, no failed one counted', { timeout: 60_000 }, async (t) => {
+    const dir = makeTempDir('resp-tls-proxy-copy-');
+    const fresh = makeTempDir('resp-tls-proxy-copy-src-');
+    await makeCert(dir, 30);
+    await makeCert(fresh, 400);
+    const proxy = await proxyOnVolume(t, dir);
+    const before = await servedCert(proxy.port);
+    const m0 = await proxy.metrics();
+    const success0 = metricValue(m0, RELOADS, { result: 'success' });
+    const errors0 = metricValue(m0, RELOADS, { result: 'error' });
+
+    // What a plain copy (cp, an Ansible task) looks like to the watcher: half a certificate, the
+    // whole new certificate next to the old key, then the new key.
+    const crt = readFileSync(path.join(fresh, 'tls.crt'));
+    writeFileSync(path.join(dir, 'tls.crt'), crt.subarray(0, crt.length >> 1));
+    await sleep(600);
+    writeFileSync(path.join(dir, 'tls.crt'), crt);
+    await sleep(600);
+    writeFileSync(path.join(dir, 'tls.key'), readFileSync(path.join(fresh, 'tls.key')));
+    await waitForMetric(proxy, RELOADS, { result: 'success' }, (v) => v >= success0 + 1, 10_000);
+    await sleep(2_500); // past the second look a failure would have had
+    const m1 = await proxy.metrics();
+    // Each piece used to count as a failed reload (and fire the reload-failed alert).
+    assert.equal(metricValue(m1, RELOADS, { result: 'error' }), errors0, logTail(proxy));
+    assert.equal(metricValue(m1, RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
+    assert.notEqual((await servedCert(proxy.port)).fingerprint, before.fingerprint);
+  });
+
   test('a certificate change reloads the certificates only: an edit of the config file waits for SIGHUP', { timeout: 60_000 }, async (t) => {
     const volume = makeTempDir('resp-tls-proxy-certs-only-');
     const first = '..2026_01_01_00_00_00.000000001';
