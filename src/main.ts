@@ -8,7 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
 import { WORKER_CONFIG_ENV, loadConfigFile } from './config/load.js';
-import { type Config, keepRestartOnly, restartOnlyChanges, workerCount } from './config/schema.js';
+import { type Config, type WorkerPlace, keepRestartOnly, restartOnlyChanges, workerCount } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
 import { loadTlsMaterial } from './config/tls.js';
@@ -30,8 +30,11 @@ const WORKER_METRICS_TIMEOUT_MS = 2000;
 const METRICS_REQUEST = 'prom-client:getMetricsReq';
 const METRICS_RESPONSE = 'prom-client:getMetricsRes';
 
-/** A worker's place among the workers (0 to workers - 1): its share of limits.max_clients. A replacement takes the dead worker's. */
-const WORKER_SLOT_ENV = 'RESP_TLS_PROXY_WORKER_SLOT';
+/**
+ * A worker's place among the workers, "slot/of" (slot from 0 to of - 1): its share of
+ * limits.max_clients. A replacement takes the dead worker's.
+ */
+const WORKER_PLACE_ENV = 'RESP_TLS_PROXY_WORKER_PLACE';
 
 type WorkerMessage = { type: 'listening'; port: number; host: string } | { type: 'draining' };
 
@@ -52,9 +55,9 @@ export async function runProxy(config: Config, configPath: string): Promise<void
 }
 
 /** The serving half, the same in a single process and in a worker. */
-async function startServing(config: Config, configPath: string, metrics: Metrics, log: Logger, slot = 0) {
+async function startServing(config: Config, configPath: string, metrics: Metrics, log: Logger, place?: WorkerPlace) {
   const material = loadTlsMaterial(config.tls);
-  const listener = new Listener(config, material, metrics, log, slot);
+  const listener = new Listener(config, material, metrics, log, place);
   const address = await listener.listen();
   const state = { current: config, draining: false };
   const reloader = new Reloader(configPath, listener, metrics, log, { config, fingerprint: material.fingerprint }, (next) => {
@@ -145,7 +148,8 @@ async function runWorker(config: Config, configPath: string, log: Logger): Promi
   const metrics = createMetrics(packageVersion());
   AggregatorRegistry.setRegistries([metrics.registry]);
   new AggregatorRegistry(); // its constructor installs the worker's answer to the primary's metrics requests
-  const serving = await startServing(config, configPath, metrics, log, Number(process.env[WORKER_SLOT_ENV] ?? 0));
+  const [slot, of] = (process.env[WORKER_PLACE_ENV] ?? '0/1').split('/').map(Number) as [number, number];
+  const serving = await startServing(config, configPath, metrics, log, { slot, of });
   send({ type: 'listening', port: serving.address.port, host: serving.address.address });
   let exiting = false;
   const onSignal = (signal: string): void => {
@@ -175,48 +179,56 @@ function send(message: WorkerMessage): void {
  */
 class WorkerMetrics {
   private nextId = 0;
-  private readonly pending = new Map<number, { waiting: Set<number>; responses: object[]; finish(): void }>();
-  /** Each worker's counters and histograms as of its last answer. */
-  private readonly lastSeen = new Map<number, object[]>();
+  private readonly pending = new Map<number, { waiting: Set<number>; answers: Map<number, MetricList[]>; finish(): void }>();
+  /** Each worker's counters and histograms (one list per registry) as of its last answer. */
+  private readonly lastSeen = new Map<number, MetricList[]>();
   /**
-   * What exited workers had counted (as of their last answer), folded into one: summed in, so
-   * totals do not go back when a worker dies (Prometheus would read that as a counter reset).
+   * What exited workers had counted as of their last answer, summed into one list: kept in the
+   * totals, which would otherwise go back when a worker dies (Prometheus reads a counter reset).
    */
-  private retired: object[] = [];
-  private retiring: Promise<void> = Promise.resolve();
+  private retired: MetricList[] = [];
 
   constructor(private readonly log: Logger) {
-    cluster.on('message', (w: Worker, msg: { type?: string; requestId?: number; metrics?: object[]; error?: string }) => {
+    cluster.on('message', (w: Worker, msg: { type?: string; requestId?: number; metrics?: MetricList[]; error?: string }) => {
       if (msg?.type !== METRICS_RESPONSE || typeof msg.requestId !== 'number') return;
       const req = this.pending.get(msg.requestId);
-      if (req === undefined || !req.waiting.delete(w.id)) return;
-      if (msg.error !== undefined) this.log.warn({ worker: w.id, err: msg.error }, 'worker metrics failed; left out of this scrape');
+      if (req === undefined || !req.waiting.has(w.id)) return;
+      if (msg.error !== undefined) this.log.warn({ worker: w.id, err: msg.error }, 'worker metrics failed; its last counts stand in');
       else {
-        for (const m of msg.metrics ?? []) req.responses.push(m);
+        req.answers.set(w.id, msg.metrics ?? []);
         this.lastSeen.set(w.id, (msg.metrics ?? []).map(monotonic));
       }
+      req.waiting.delete(w.id);
       if (req.waiting.size === 0) req.finish();
     });
   }
 
-  /** Prometheus text summed over `workerIds` and the retired workers ('' when there are none). */
-  async collect(workerIds: Iterable<number>): Promise<string> {
-    await this.retiring;
+  /**
+   * Prometheus text summed over `workerIds` and the exited workers ('' when there are none). A
+   * worker that does not answer (it exits meanwhile, or is late) counts with its last answer's
+   * counters; the exited ones as they stood when the request went out, so a worker that dies
+   * during the scrape is counted once.
+   */
+  collect(workerIds: Iterable<number>): Promise<string> {
     const workers = [...workerIds].map((id) => cluster.workers?.[id]).filter((w): w is Worker => w !== undefined && w.isConnected());
-    if (workers.length === 0) return this.retired.length === 0 ? '' : AggregatorRegistry.aggregate(this.retired).metrics();
+    const retired = this.retired;
+    const before = new Map(workers.map((w) => [w.id, this.lastSeen.get(w.id)]));
+    if (workers.length === 0) return retired.length === 0 ? Promise.resolve('') : AggregatorRegistry.aggregate(retired).metrics();
     const requestId = this.nextId++;
     return new Promise((resolve, reject) => {
       const req = {
         waiting: new Set(workers.map((w) => w.id)),
-        responses: [] as object[],
+        answers: new Map<number, MetricList[]>(),
         finish: () => {
           clearTimeout(timer);
           this.pending.delete(requestId);
-          AggregatorRegistry.aggregate([...req.responses, ...this.retired]).metrics().then(resolve, reject);
+          const lists: MetricList[] = [...retired];
+          for (const [id, last] of before) lists.push(...(req.answers.get(id) ?? last ?? []));
+          AggregatorRegistry.aggregate(lists).metrics().then(resolve, reject);
         },
       };
       const timer = setTimeout(() => {
-        this.log.warn({ workers: [...req.waiting] }, 'worker did not answer the metrics request in time; left out of this scrape');
+        this.log.warn({ workers: [...req.waiting] }, 'worker did not answer the metrics request in time; its last counts stand in');
         req.finish();
       }, WORKER_METRICS_TIMEOUT_MS);
       this.pending.set(requestId, req);
@@ -237,19 +249,24 @@ class WorkerMetrics {
 
   /** A worker exited: what it had counted stays in the totals. */
   retire(workerId: number): void {
-    this.forget(workerId);
     const last = this.lastSeen.get(workerId);
     this.lastSeen.delete(workerId);
-    if (last === undefined) return;
-    this.retiring = this.retiring.then(async () => {
-      this.retired = [await AggregatorRegistry.aggregate([...this.retired, ...last]).getMetricsAsJSON()];
-    }).catch((err: Error) => this.log.warn({ err: err.message }, 'could not keep an exited worker\'s counters'));
+    if (last !== undefined) this.retired = [summed([...this.retired, ...last])];
+    this.forget(workerId);
   }
 }
 
-/** One registry's metrics (as prom-client's JSON) without its gauges: what may be summed after a worker is gone. */
-function monotonic(registryJson: unknown): object {
-  return (registryJson as { type?: string }[]).filter((m) => m.type === 'counter' || m.type === 'histogram');
+/** One registry's metrics as prom-client's JSON (getMetricsAsJSON()). */
+type MetricList = object[];
+
+/** A metric list without its gauges: what may still be summed once its worker is gone. */
+function monotonic(list: MetricList): MetricList {
+  return (list as { type?: string }[]).filter((m) => m.type === 'counter' || m.type === 'histogram');
+}
+
+/** Several metric lists summed into one (aggregate() wraps plain values, so get() is synchronous). */
+function summed(lists: MetricList[]): MetricList {
+  return AggregatorRegistry.aggregate(lists).getMetricsAsArray().map((m) => (m as unknown as { get(): object }).get());
 }
 
 async function runPrimary(config: Config, configPath: string, count: number, log: Logger): Promise<void> {
@@ -269,17 +286,20 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   const startedAt = new Map<number, number>();
   const slots = new Map<number, number>();
   let announced = false;
+  /** Some worker has listened since the start: a later failure to start may pass (a crash loop backs off). */
+  let everListened = false;
   let admin: Awaited<ReturnType<typeof startAdmin>> | null = null;
   /** Replacements for dead workers, waiting out the back-off. */
   const respawns = new Set<NodeJS.Timeout>();
 
   const fork = (slot: number): Worker => {
-    const w = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(state.current), [WORKER_SLOT_ENV]: String(slot) });
+    const w = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(state.current), [WORKER_PLACE_ENV]: `${slot}/${count}` });
     startedAt.set(w.id, Date.now());
     slots.set(w.id, slot);
     w.on('message', (msg: WorkerMessage) => {
       if (msg.type === 'listening') {
         listening.add(w.id);
+        everListened = true;
         // A SIGHUP that came while it started: it may have read the file before the change.
         if (reloadOwed.delete(w.id)) w.process.kill('SIGHUP');
         if (!announced && admin !== null) {
@@ -319,12 +339,12 @@ async function runPrimary(config: Config, configPath: string, count: number, log
       }
       return;
     }
-    if (!listened && listening.size === 0) {
-      // It could not start (its own log says why: the port taken, the certificates unreadable),
-      // and nothing serves: replacing it would fail alike, forever, with /healthz still 200. Exit
-      // as a single process does, for the supervisor to see; the other workers follow (their
-      // channel to the primary closes).
-      log.fatal({ worker: w.id, code, signal }, 'a worker could not start and no worker is serving; exiting');
+    if (!listened && !everListened) {
+      // The proxy could not start (the worker's log says why: the port taken, the certificates
+      // unreadable): replacing it would fail alike, forever, with /healthz still 200. Exit as a
+      // single process does, for the supervisor to see; the other workers follow (their channel
+      // to the primary closes).
+      log.fatal({ worker: w.id, code, signal }, 'a worker could not start and no worker has listened; exiting');
       process.exit(1);
     }
     restarts.inc();

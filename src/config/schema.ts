@@ -185,19 +185,28 @@ export function renderConfigJsonSchema(): string {
   return `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
 }
 
-/** How many processes accept connections: `workers`, with 0 meaning one per CPU. */
+/**
+ * How many processes accept connections: `workers`, with 0 meaning one per CPU, and no more than
+ * limits.max_clients (a worker without a share of it would turn every client away).
+ */
 export function workerCount(config: Config): number {
-  return config.workers === 0 ? os.availableParallelism() : config.workers;
+  return Math.min(config.workers === 0 ? os.availableParallelism() : config.workers, config.limits.max_clients);
+}
+
+/** An accepting process's place: `slot` from 0 to `of` - 1, among `of` processes (0 of 1 alone). */
+export interface WorkerPlace {
+  slot: number;
+  of: number;
 }
 
 /**
  * One accepting process's share of limits.max_clients: the workers split it evenly (node:cluster
- * hands out connections round-robin), the first `max % workers` slots one more, so together they
- * hold exactly the limit. `slot` is the worker's place, 0 to workers - 1 (0 for a single process).
+ * hands out connections round-robin), the first `max % of` slots one more, so together they hold
+ * exactly the limit.
  */
-export function clientsPerProcess(config: Config, workers: number, slot: number): number {
+export function clientsPerProcess(config: Config, { slot, of }: WorkerPlace): number {
   const max = config.limits.max_clients;
-  return Math.floor(max / workers) + (slot < max % workers ? 1 : 0);
+  return Math.floor(max / of) + (slot < max % of ? 1 : 0);
 }
 
 /** What a reload cannot apply to a running process: these keys take effect on restart. */

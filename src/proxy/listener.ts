@@ -4,7 +4,7 @@
 
 import type { AddressInfo, Socket } from 'node:net';
 import tls from 'node:tls';
-import { clientsPerProcess, workerCount, type Config } from '../config/schema.js';
+import { clientsPerProcess, type Config, type WorkerPlace } from '../config/schema.js';
 import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
@@ -37,20 +37,17 @@ export class Listener {
   private config: Config;
   private material: TlsMaterial;
   private accepting = false;
-  /** Processes sharing limits.max_clients: workerCount() of the config this process started with. */
-  private readonly workers: number;
 
   constructor(
     config: Config,
     material: TlsMaterial,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    /** This worker's place among the workers (0 to workers - 1), for its share of max_clients. */
-    private readonly slot = 0,
+    /** This process's place among the accepting ones, for its share of max_clients. */
+    private readonly place: WorkerPlace = { slot: 0, of: 1 },
   ) {
     this.config = config;
     this.material = material;
-    this.workers = workerCount(config);
     this.server = tls.createServer({
       ...material.options,
       // Not allowHalfOpen: until the handshake completes a client's FIN must end the socket at
@@ -153,7 +150,7 @@ export class Listener {
    * kernel connection is closed at once.
    */
   private socketCap(config: Config): number {
-    return clientsPerProcess(config, this.workers, this.slot) * 2 + 100;
+    return clientsPerProcess(config, this.place) * 2 + 100;
   }
 
   private onSecureConnection(socket: tls.TLSSocket): void {
@@ -184,7 +181,7 @@ export class Listener {
     });
     this.sessions.add(session);
     if (this.closingAll) session.turnAway('shutdown');
-    else if (this.sessions.size > clientsPerProcess(this.config, this.workers, this.slot)) session.turnAway('max_clients');
+    else if (this.sessions.size > clientsPerProcess(this.config, this.place)) session.turnAway('max_clients');
     else session.start();
   }
 }

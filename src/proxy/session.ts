@@ -197,11 +197,15 @@ export class Session {
   /**
    * With uncounted replies: none under way, none held back (commands still being written, a
    * slow client), and nothing from the backend for UNCOUNTED_SETTLE_MS. What ends a wait looks
-   * again (backend data, either side draining, the connect) and restarts the quiet period; a
+   * again (backend data, either side's 'drain', the connect) and restarts the quiet period; a
    * timer sees the quiet period out. The deadline bounds it all.
    */
   private repliesSettled(): boolean {
-    if ((!this.counter.broken && this.counter.midReply) || this.client.writableNeedDrain || this.backend!.writableLength > 0) return false;
+    const backend = this.backend!;
+    if ((!this.counter.broken && this.counter.midReply) || this.client.writableNeedDrain || backend.writableNeedDrain) return false;
+    // Commands still being written, with no 'drain' to come (no write returned false): the
+    // quiet period starts over until they are out.
+    if (backend.writableLength > 0) this.backendActiveAt = performance.now();
     const quietMs = performance.now() - this.backendActiveAt;
     if (quietMs >= UNCOUNTED_SETTLE_MS) return true;
     this.settleTimer ??= setTimeout(() => {

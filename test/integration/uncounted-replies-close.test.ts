@@ -7,7 +7,6 @@ import net from 'node:net';
 import { readFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { sharedCerts } from '../helpers/certs.js';
-import { sleep } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
 import { metricValue, startProxy } from '../helpers/proxy.js';
@@ -56,13 +55,11 @@ describe('uncounted replies: an orderly close waits for them', { timeout: 120_00
   });
 
   test('a subscriber of a busy channel that closes its side still gets messages, and is closed within close.drain_timeout_ms', { timeout: 30_000 }, async () => {
-    let publishing = true;
-    const publisher = (async () => {
-      while (publishing) {
-        await stack.redis.cli('PUBLISH', 'busy', 'tick');
-        await sleep(20);
-      }
-    })();
+    // One connection publishing every 20 ms (a redis-cli process per message could leave gaps
+    // longer than the proxy's 200 ms settle time on a loaded machine).
+    const publisher = net.connect({ host: '127.0.0.1', port: stack.redis.port });
+    publisher.on('data', () => undefined);
+    const ticking = setInterval(() => publisher.write(encodeCommand(['PUBLISH', 'busy', 'tick'])), 20);
     try {
       const r = await strictClient({ port: stack.proxy.port, payload: encodeCommand(['SUBSCRIBE', 'busy']), caFile: stack.certs.caFile, afterWrite: 'close_notify', initialDelayMs: 300 });
       const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
@@ -76,8 +73,8 @@ describe('uncounted replies: an orderly close waits for them', { timeout: 120_00
       assert.ok(r.elapsedMs >= 300 + 1_900, `closed after ${r.elapsedMs} ms, before the deadline\n${why}`);
       assert.ok(r.elapsedMs < 300 + 2_000 + 1_500, `closed after ${r.elapsedMs} ms\n${why}`);
     } finally {
-      publishing = false;
-      await publisher;
+      clearInterval(ticking);
+      publisher.destroy();
     }
   });
 });

@@ -305,6 +305,6 @@ describe('workers: 2 that cannot listen', { timeout: 60_000 }, () => {
     assert.equal(r.timedOut, false, `still running after 30 s (replacing workers?)\n${out.slice(-2000)}`);
     assert.equal(r.code, 1, out.slice(-2000));
     assert.match(out, /EADDRINUSE/);
-    assert.match(out, /a worker could not start and no worker is serving; exiting/);
+    assert.match(out, /a worker could not start and no worker has listened; exiting/);
   });
 });

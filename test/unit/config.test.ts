@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createSelfSignedCertificate, ensureDevCertificate } from '../../src/config/devcert.js';
 import { ConfigError, checkConfigFile, loadConfigFile, parseConfigText } from '../../src/config/load.js';
-import { clientsPerProcess, configSchema, keepRestartOnly, renderConfigJsonSchema, restartOnlyChanges } from '../../src/config/schema.js';
+import { clientsPerProcess, configSchema, keepRestartOnly, renderConfigJsonSchema, restartOnlyChanges, workerCount } from '../../src/config/schema.js';
 
 const repoRoot = new URL('../../../', import.meta.url);
 
@@ -377,11 +377,21 @@ describe('clientsPerProcess: the workers split limits.max_clients', () => {
     for (const max of [1, 2, 3, 7, 10, 10000, 10001]) {
       for (const workers of [1, 2, 3, 4, 16]) {
         const config = configSchema.parse({ tls: { cert_file: 'c', key_file: 'k' }, limits: { max_clients: max } });
-        const shares = Array.from({ length: workers }, (_, slot) => clientsPerProcess(config, workers, slot));
+        const shares = Array.from({ length: workers }, (_, slot) => clientsPerProcess(config, { slot, of: workers }));
         assert.equal(shares.reduce((a, b) => a + b, 0), max, `${max} over ${workers}: ${shares.join(' ')}`);
         assert.ok(Math.max(...shares) - Math.min(...shares) <= 1, `${max} over ${workers}: ${shares.join(' ')}`);
       }
     }
+  });
+});
+
+describe('workerCount', () => {
+  it('is workers, one per CPU for 0, and never more than max_clients (a worker without a share would refuse everyone)', () => {
+    const config = (workers: number, max: number) => configSchema.parse({ tls: { cert_file: 'c', key_file: 'k' }, workers, limits: { max_clients: max } });
+    assert.equal(workerCount(config(4, 100)), 4);
+    assert.equal(workerCount(config(0, 10_000)), os.availableParallelism());
+    assert.equal(workerCount(config(8, 3)), 3);
+    assert.equal(workerCount(config(0, 1)), 1);
   });
 });
 
