@@ -283,8 +283,8 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   const listening = new Set<number>();
   /** Workers that were still starting when a SIGHUP came. */
   const reloadOwed = new Set<number>();
-  const startedAt = new Map<number, number>();
-  const slots = new Map<number, number>();
+  /** Each worker's start time and place (its slot, which a replacement takes over). */
+  const started = new Map<number, { at: number; slot: number }>();
   let announced = false;
   /** Some worker has listened since the start: a later failure to start may pass (a crash loop backs off). */
   let everListened = false;
@@ -294,8 +294,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
 
   const fork = (slot: number): Worker => {
     const w = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(state.current), [WORKER_PLACE_ENV]: `${slot}/${count}` });
-    startedAt.set(w.id, Date.now());
-    slots.set(w.id, slot);
+    started.set(w.id, { at: Date.now(), slot });
     w.on('message', (msg: WorkerMessage) => {
       if (msg.type === 'listening') {
         listening.add(w.id);
@@ -348,10 +347,9 @@ async function runPrimary(config: Config, configPath: string, count: number, log
       process.exit(1);
     }
     restarts.inc();
-    const lived = Date.now() - (startedAt.get(w.id) ?? 0);
-    const slot = slots.get(w.id) ?? 0;
-    startedAt.delete(w.id);
-    slots.delete(w.id);
+    const { at, slot } = started.get(w.id) ?? { at: 0, slot: 0 };
+    started.delete(w.id);
+    const lived = Date.now() - at;
     log.error({ worker: w.id, code, signal, lived_ms: lived }, 'worker died; starting a new one');
     const timer = setTimeout(() => {
       respawns.delete(timer);
