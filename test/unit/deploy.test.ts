@@ -170,7 +170,9 @@ function resolveFrom(configFile: string, p: string): string {
 const listenPort = (): number => DEFAULTS.listen.port as number;
 const adminPort = (): number => DEFAULTS.admin.port as number;
 /** How long a stop must be allowed to take: grace for clients + the drain of the last ones. */
-const stopBudgetMs = (c: Obj): number => (c.shutdown.grace_ms as number) + (c.close.drain_timeout_ms as number);
+// The longest an orderly shutdown takes without progress: the grace time, then a close's four
+// drain_timeout_ms waits (backend replies, backend close, client flush, drain).
+const stopBudgetMs = (c: Obj): number => (c.shutdown.grace_ms as number) + 4 * (c.close.drain_timeout_ms as number);
 
 // ---------------------------------------------------------------------------------------------
 // Dockerfile
@@ -425,7 +427,7 @@ test('Kubernetes: Deployment ports, probes, args and termination agree with the 
   const preStopMs = preStop && preStop[0] === 'sleep' ? Number(preStop[1]) * 1000 : 0;
   const tgps = pod.terminationGracePeriodSeconds as number;
   assert.ok(tgps * 1000 > eff.shutdown.grace_ms, 'terminationGracePeriodSeconds > shutdown.grace_ms');
-  assert.ok(tgps * 1000 > preStopMs + stopBudgetMs(eff), 'terminationGracePeriodSeconds > preStop + grace + drain');
+  assert.ok(tgps * 1000 > preStopMs + stopBudgetMs(eff), 'terminationGracePeriodSeconds > preStop + grace + 4 × drain');
 
   // Security context: non-root 1000, read-only root, nothing to escalate.
   const sc = { ...pod.securityContext, ...container.securityContext } as Obj;
@@ -699,7 +701,7 @@ test('the README Deploy section: docker run mounts the documented paths read-onl
   assert.match(run, new RegExp(`-p (\\S+:)?${listenPort()}:${listenPort()}\\b`), 'publishes the TLS port');
   const stop = /--stop-timeout (\d+)/.exec(run);
   assert.ok(stop, 'docker run --stop-timeout (Docker kills after 10 s by default)');
-  assert.ok(Number(stop[1]) * 1000 > stopBudgetMs(DEFAULTS), '--stop-timeout > shutdown.grace_ms + close.drain_timeout_ms');
+  assert.ok(Number(stop[1]) * 1000 > stopBudgetMs(DEFAULTS), '--stop-timeout > shutdown.grace_ms + 4 × close.drain_timeout_ms');
 
   // Every YAML example in the docs parses and uses only real keys.
   const yamlBlocks = codeBlocks(DOCS).filter((b) => b.lang === 'yaml');
@@ -757,7 +759,7 @@ test('compose: proxy config, mounts, Prometheus target and stop timeout agree wi
   assert.ok(published.some(([, c]) => c === eff.listen.port), 'publishes listen.port');
   assert.ok(published.some(([, c]) => c === eff.admin.port), 'publishes admin.port');
   const grace = /^(\d+)s$/.exec(proxy.stop_grace_period);
-  assert.ok(grace && Number(grace[1]) * 1000 > stopBudgetMs(eff), 'stop_grace_period > grace + drain');
+  assert.ok(grace && Number(grace[1]) * 1000 > stopBudgetMs(eff), 'stop_grace_period > grace + 4 × drain');
 
   const prom = yamlDocs('deploy/compose/prometheus.yml')[0]!;
   const job = (prom.scrape_configs as Obj[]).find((j) => j.job_name === 'resp-tls-proxy');
@@ -783,7 +785,7 @@ test('systemd unit: reload with SIGHUP, hardened, stops after the drain', () => 
   assert.equal(one('KillSignal'), 'SIGTERM');
   assert.equal(one('MemoryDenyWriteExecute'), 'no', 'V8 needs W+X memory');
   assert.ok(one('User') || one('DynamicUser') === 'yes', 'runs unprivileged');
-  assert.ok(Number(one('TimeoutStopSec')) * 1000 > stopBudgetMs(DEFAULTS), 'TimeoutStopSec > grace + drain');
+  assert.ok(Number(one('TimeoutStopSec')) * 1000 > stopBudgetMs(DEFAULTS), 'TimeoutStopSec > grace + 4 × drain');
   // Same config path as the container image.
   const exec = one('ExecStart') ?? '';
   const { stages } = dockerfile();
