@@ -5,23 +5,22 @@
 import os from 'node:os';
 import * as z from 'zod';
 
-const POSITIVE = 'must be a positive integer';
-const NON_NEGATIVE = 'must be a non-negative integer';
-const PORT = 'must be an integer from 0 to 65535';
-const BACKEND_PORT = 'must be an integer from 1 to 65535';
 // Node's timers hold at most 2^31 - 1 ms; a longer delay fires after 1 ms instead.
 const MAX_MS = 2147483647;
-const DURATION = `must be an integer from 1 to ${MAX_MS} (ms, about 24.8 days)`;
-const DURATION_OR_0 = `must be an integer from 0 to ${MAX_MS} (ms, about 24.8 days)`;
 
-const positiveInt = () => z.int({ error: POSITIVE }).min(1, { error: POSITIVE });
-const nonNegativeInt = () => z.int({ error: NON_NEGATIVE }).min(0, { error: NON_NEGATIVE });
+/** An integer from min to max (no upper bound when max is null), one message for every problem. */
+const intIn = (min: number, max: number | null, error: string) => {
+  const atLeast = z.int({ error }).min(min, { error });
+  return max === null ? atLeast : atLeast.max(max, { error });
+};
+const positiveInt = () => intIn(1, null, 'must be a positive integer');
+const nonNegativeInt = () => intIn(0, null, 'must be a non-negative integer');
 // 0 is allowed: the OS picks a free port (tests rely on it).
-const port = () => z.int({ error: PORT }).min(0, { error: PORT }).max(65535, { error: PORT });
+const port = () => intIn(0, 65535, 'must be an integer from 0 to 65535');
 // Where a connection goes: 0 is no port there.
-const backendPort = () => z.int({ error: BACKEND_PORT }).min(1, { error: BACKEND_PORT }).max(65535, { error: BACKEND_PORT });
-const durationMs = () => z.int({ error: DURATION }).min(1, { error: DURATION }).max(MAX_MS, { error: DURATION });
-const durationMsOr0 = () => z.int({ error: DURATION_OR_0 }).min(0, { error: DURATION_OR_0 }).max(MAX_MS, { error: DURATION_OR_0 });
+const backendPort = () => intIn(1, 65535, 'must be an integer from 1 to 65535');
+const durationMs = () => intIn(1, MAX_MS, `must be an integer from 1 to ${MAX_MS} (ms, about 24.8 days)`);
+const durationMsOr0 = () => intIn(0, MAX_MS, `must be an integer from 0 to ${MAX_MS} (ms, about 24.8 days)`);
 const host = () => z.string().min(1, { error: 'must not be empty' });
 const filePath = () => z.string().min(1, { error: 'must not be empty' });
 const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
