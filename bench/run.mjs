@@ -530,9 +530,14 @@ async function main() {
       }
       const multi = specs.length > 1;
       const major = v.replace(/^v/, '').split('.')[0];
+      // Two specs may name the same version (two builds or wrappers of one major): each keeps
+      // its own id and results, and a path spec is named in the label.
+      let id = multi ? `proxy-node${major}` : 'proxy';
+      for (let n = 2; defs.some((d) => d.id === id); n++) id = `proxy-node${major}-${n}`;
+      const named = /^(current|lts|\d+)$/.test(spec) ? `node ${v}` : `node ${v}, ${path.basename(spec)}`;
       defs.push({
-        id: multi ? `proxy-node${major}` : 'proxy',
-        label: multi || spec !== 'current' ? `resp-tls-proxy (node ${v})` : 'resp-tls-proxy',
+        id,
+        label: multi || spec !== 'current' ? `resp-tls-proxy (${named})` : 'resp-tls-proxy',
         version: v,
         nodeBin: bin,
         start: () => startProxy(bin, plainPort),
