@@ -21,6 +21,7 @@ const port = () => intIn(0, 65535, 'must be an integer from 0 to 65535');
 const backendPort = () => intIn(1, 65535, 'must be an integer from 1 to 65535');
 const durationMs = () => intIn(1, MAX_MS, `must be an integer from 1 to ${MAX_MS} (ms, about 24.8 days)`);
 const durationMsOr0 = () => intIn(0, MAX_MS, `must be an integer from 0 to ${MAX_MS} (ms, about 24.8 days)`);
+const KEEPALIVE_ERROR = `must be 0 (off) or an integer from 1000 to ${MAX_MS} (ms)`;
 const host = () => z.string().min(1, { error: 'must not be empty' });
 const filePath = () => z.string().min(1, { error: 'must not be empty' });
 const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
@@ -112,6 +113,12 @@ export const configSchema = z
         max_inline_len: positiveInt().default(65536).describe('Most bytes in one inline command line.'),
         max_clients: positiveInt().default(10000).describe('Most concurrent client connections; with more than one worker, each takes an equal share (together exactly this many).'),
         idle_timeout_ms: durationMsOr0().default(0).describe('Close a client idle this long; 0 = never.'),
+        tcp_keepalive_ms: intIn(0, MAX_MS, KEEPALIVE_ERROR)
+          .refine((v) => !(v > 0 && v < 1000), { error: KEEPALIVE_ERROR })
+          .default(300000)
+          .describe(
+            'TCP keepalive on client and backend connections: probes start after this long without traffic (whole seconds), so a peer that vanished without FIN or RST is found and its connection closed; 0 = off. Redis\'s tcp-keepalive.',
+          ),
         idle_timeout_pubsub: z
           .boolean()
           .default(false)

@@ -34,6 +34,8 @@ type Timed = Socket & { [kAcceptedAt]?: number };
 export class Listener {
   private readonly server: tls.Server;
   private readonly sessions = new Set<Session>();
+  /** The sessions started (not turned away): what limits.max_clients counts, as Redis counts clients. */
+  private served = 0;
   private config: Config;
   private material: TlsMaterial;
   private accepting = false;
@@ -174,6 +176,7 @@ export class Listener {
       metrics: m,
       log: this.log,
       onClosed: (s) => {
+        if (s.isServed) this.served--;
         this.sessions.delete(s);
         m.connectionsActive.dec();
         if (this.sessions.size === 0) for (const f of this.whenEmpty.splice(0)) f();
@@ -181,8 +184,11 @@ export class Listener {
     });
     this.sessions.add(session);
     if (this.closingAll) session.turnAway('shutdown');
-    else if (this.sessions.size > clientsPerProcess(this.config, this.place)) session.turnAway('max_clients');
-    else session.start();
+    else if (this.served >= clientsPerProcess(this.config, this.place)) session.turnAway('max_clients');
+    else {
+      this.served++;
+      session.start();
+    }
   }
 }
 

@@ -24,7 +24,7 @@ import { closeLogLevel, isPeerGone, type CloseMode, type CloseReason } from './c
 /** The part of the configuration one session uses; a session keeps the snapshot it started with. */
 export interface SessionConfig {
   backend: { host: string; port: number; connect_timeout_ms: number };
-  limits: { max_multibulk_len: number; max_bulk_len: number; max_inline_len: number; idle_timeout_ms: number; idle_timeout_pubsub: boolean };
+  limits: { max_multibulk_len: number; max_bulk_len: number; max_inline_len: number; idle_timeout_ms: number; idle_timeout_pubsub: boolean; tcp_keepalive_ms: number };
   close: { drain_timeout_ms: number; drain_max_bytes: number };
 }
 
@@ -67,6 +67,7 @@ let nextId = 1;
 
 export class Session {
   readonly id: string;
+  private served = false;
   private status: Status = 'connecting';
   private readonly scanner: RequestScanner;
   private readonly counter = new ReplyCounter();
@@ -88,6 +89,7 @@ export class Session {
   /** Closing with uncounted replies: when the backend last connected, sent, drained or was resumed. */
   private backendActiveAt = 0;
   private drained = 0;
+  private flushLeft = 0; // client bytes still queued when the deadline was last armed
   private unavailable: string | null = null; // cause, once the backend could not be reached
   private answered = 0; // commands answered by the proxy itself (backend unavailable)
   private readonly openedAt = performance.now();
@@ -108,6 +110,7 @@ export class Session {
     });
     // The client's FIN is one of our close triggers (onClientEnd): our side stays open to answer.
     client.allowHalfOpen = true;
+    if (cfg.limits.tcp_keepalive_ms > 0) client.setKeepAlive(true, cfg.limits.tcp_keepalive_ms);
     client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     client.on('end', () => this.onClientEnd());
     client.on('error', (err) => this.onClientError(err));
@@ -116,8 +119,14 @@ export class Session {
     client.on('finish', () => this.onClientFinish());
   }
 
+  /** Served (start()), not turned away. */
+  get isServed(): boolean {
+    return this.served;
+  }
+
   /** Start proxying: open the backend connection. */
   start(): void {
+    this.served = true;
     if (this.cfg.limits.idle_timeout_ms > 0) {
       // on(), not setTimeout(ms, cb): that registers cb once, so a re-armed timer would fire unheard.
       this.client.on('timeout', () => this.onIdle());
@@ -126,6 +135,7 @@ export class Session {
     const started = performance.now();
     const backend = new BackendSocket({ onread: { buffer: READ_BUFFER, callback: (n, buf) => this.onBackendData(buf.subarray(0, n)) } });
     backend.setNoDelay(true);
+    if (this.cfg.limits.tcp_keepalive_ms > 0) backend.setKeepAlive(true, this.cfg.limits.tcp_keepalive_ms);
     backend.connect({ host: this.cfg.backend.host, port: this.cfg.backend.port });
     this.backend = backend;
     this.connectTimer = setTimeout(() => this.giveUpConnect(`connect timeout after ${this.cfg.backend.connect_timeout_ms} ms`), this.cfg.backend.connect_timeout_ms);
@@ -189,7 +199,8 @@ export class Session {
     if (this.phase !== 'backend' || this.status === 'closed') return;
     if (this.backendClosed || this.backend === null) return this.endClient();
     if (!this.backendConnected || this.backendEnded) return; // onBackendConnect or onBackendError continues
-    if (this.countable() ? this.owed() > 0 : !this.repliesSettled()) return;
+    // Counted: not while a reply, or a RESP3 push, is under way (Redis drops the rest on EOF).
+    if (this.countable() ? this.owed() > 0 || this.counter.midReply : !this.repliesSettled()) return;
     this.backendEnded = true;
     this.backend.end();
   }
@@ -229,11 +240,11 @@ export class Session {
   /** Phase 4: the error reply, close_notify and FIN. */
   private endClient(): void {
     this.phase = 'flush';
-    this.armDeadline();
     if (this.backend !== null && !this.backendClosed) this.backend.destroy();
     // Not after a reply the backend cut off: the client would read the text as part of it.
     if (this.finalReply !== null && !this.replyCutOff()) this.writeClient(this.finalReply);
     this.client.end();
+    this.armDeadline(); // with what is queued now: see onDeadline
   }
 
   /** end() has flushed: close_notify and FIN are out. Phase 5: drain. */
@@ -247,6 +258,8 @@ export class Session {
   /** No progress for drain_timeout_ms (phases 2 and 4), or the drain time is up (phase 5). */
   private onDeadline(): void {
     this.deadline = null;
+    // Phase 4: after end() no 'drain' comes to tell that the client reads; its queue tells.
+    if (this.phase === 'flush' && this.client.writableLength < this.flushLeft) return this.armDeadline();
     if (this.phase === 'backend') {
       if (this.backend === null || this.backendClosed) return this.endClient();
       // Still connecting: end() now would make the queued commands a write after end. Give up on
@@ -267,12 +280,14 @@ export class Session {
   /** Progress in phases 2 and 4 restarts their deadline; the drain phase has a fixed one. */
   private armDeadline(): void {
     if (this.deadline !== null) clearTimeout(this.deadline);
+    this.flushLeft = this.client.writableLength;
     this.deadline = setTimeout(() => this.onDeadline(), this.cfg.close.drain_timeout_ms);
   }
 
+  /** Phase 2 progress (phase 4's is looked at when its deadline comes: onDeadline). */
   private progress(): void {
     // Uncounted replies may never end (a busy channel): then only the first deadline counts.
-    if (this.phase === 'flush' || (this.phase === 'backend' && this.countable())) this.armDeadline();
+    if (this.phase === 'backend' && this.countable()) this.armDeadline();
   }
 
   /** The end of every close: destroys what is still open and records the close. Idempotent. */
@@ -360,7 +375,7 @@ export class Session {
   }
 
   private onClientDrain(): void {
-    this.progress();
+    this.progress(); // a slow client read what it had: the backend's replies can come on
     if (this.backend !== null && !this.backendClosed) this.backend.resume();
     this.backendActive(); // what it held back comes now
   }
@@ -429,6 +444,7 @@ export class Session {
   }
 
   private onBackendData(chunk: Buffer): void {
+    const repliesBefore = this.counter.replies;
     // Fed even when the count means nothing (after SUBSCRIBE…): it still tells where replies end.
     this.counter.feed(chunk);
     if (this.counter.watched !== 0) {
@@ -437,7 +453,8 @@ export class Session {
     }
     this.writeClient(chunk);
     if (this.phase === 'backend') {
-      this.progress();
+      // Progress is a reply coming in, not a RESP3 push (client tracking): those may never stop.
+      if (this.counter.replies > repliesBefore || (this.counter.midReply && !this.counter.inPush)) this.progress();
       this.backendActive();
     }
   }

@@ -26,6 +26,11 @@ export class ReplyCounter {
     return this.state === BODY || this.type !== 0 || this.stack.length > 0 || this.annotated;
   }
 
+  /** True while the stream stands inside an out-of-band push ('>' at top level). */
+  get inPush(): boolean {
+    return this.kinds.length > 0 ? this.kinds[0] === 62 : this.type === 62;
+  }
+
   private state = LINE;
   private type = 0; // type byte of the line being read, 0 before it
   private topType = 0; // type byte of the top-level reply being read (not an attribute or a push)

@@ -1,7 +1,7 @@
 // limits.max_clients: with the limit reached, the next client gets exactly Redis's text
 // `-ERR max number of clients reached` and an orderly close (close_notify, FIN), and nothing it
 // sent reaches the backend; the clients already connected keep working, and once one leaves a
-// new client is served.
+// new client is served. A client turned away holds no place while it is closed.
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import { describe, test } from 'node:test';
@@ -30,9 +30,11 @@ class Held {
     sock.on('error', () => { this.ended = true; });
   }
 
-  static open(port: number): Promise<Held> {
+  /** allowHalfOpen: the proxy's FIN does not end our side; we stay connected until close(). */
+  static open(port: number, allowHalfOpen = false): Promise<Held> {
     return new Promise((resolve, reject) => {
       const sock = tls.connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false });
+      sock.allowHalfOpen = allowHalfOpen;
       sock.once('secureConnect', () => resolve(new Held(sock)));
       sock.once('error', reject);
     });
@@ -116,12 +118,27 @@ describe('limits.max_clients: 3', { timeout: 120_000 }, () => {
     assert.equal(r.close, 'close_notify', why);
   });
 
-  test('/metrics: two graceful max_clients closes, none abrupt', { timeout: 15_000 }, async () => {
+  test('a turned-away client that stays connected holds no place: the next one after a leave is served', { timeout: 30_000 }, async () => {
+    held.push(await Held.open(stack.proxy.port));
+    assert.equal(await held[2]!.command(['PING']), '+PONG');
+    // Reads its error, then neither closes nor sends anything: the proxy drains it for
+    // close.drain_timeout_ms (5 s) before it lets go.
+    const refused = await Held.open(stack.proxy.port, true);
+    assert.equal(await refused.command(['PING']), MAX_CLIENTS_REPLY.trimEnd());
+    await held.shift()!.close();
+    await waitForMetric(stack.proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 3, 10_000); // two held and the refused one
+    const next = await Held.open(stack.proxy.port);
+    const why = () => logTail(stack.proxy);
+    assert.equal(await next.command(['GET', 'mc:1']), '$1', why());
+    await Promise.all([next.close(), refused.close()]);
+  });
+
+  test('/metrics: three graceful max_clients closes, none abrupt', { timeout: 15_000 }, async () => {
     for (const h of held.splice(0)) await h.close();
     await waitFor('every connection closed', async () => metricValue(await stack.proxy.metrics(), 'resp_tls_proxy_connections_active') === 0, 10_000);
     const text = await stack.proxy.metrics();
-    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'max_clients' }), 2, text);
+    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'max_clients' }), 3, text);
     assert.equal(metricValue(text, CLOSES, { mode: 'abrupt', reason: 'max_clients' }), 0, text);
-    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'client_closed' }), 4, text);
+    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'client_closed' }), 6, text);
   });
 });

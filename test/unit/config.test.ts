@@ -58,6 +58,7 @@ describe('parseConfigText', () => {
         max_clients: 10000,
         idle_timeout_ms: 0,
         idle_timeout_pubsub: false,
+        tcp_keepalive_ms: 300000,
       },
       close: { drain_timeout_ms: 5000, drain_max_bytes: 67108864 },
       shutdown: { grace_ms: 10000 },
@@ -135,6 +136,16 @@ describe('parseConfigText', () => {
       'p.yaml:4: backend.connect_timeout_ms: must be an integer from 1 to 2147483647 (ms, about 24.8 days)',
       'p.yaml:5: close.drain_timeout_ms: must be an integer from 1 to 2147483647 (ms, about 24.8 days)',
     ]);
+  });
+
+  it('takes TCP keepalive off (0) or from 1 s: below, probes would start at once', () => {
+    const keepalive = (v: string) => parseConfigText(`${MINIMAL}limits: { tcp_keepalive_ms: ${v} }\n`, 'p.yaml');
+    assert.equal(keepalive('0').config?.limits.tcp_keepalive_ms, 0);
+    assert.equal(keepalive('1000').config?.limits.tcp_keepalive_ms, 1000);
+    const problem = ['p.yaml:4: limits.tcp_keepalive_ms: must be 0 (off) or an integer from 1000 to 2147483647 (ms)'];
+    assert.deepEqual(keepalive('999').problems, problem);
+    assert.deepEqual(keepalive('-1').problems, problem);
+    assert.deepEqual(keepalive('2147483648').problems, problem);
   });
 
   it('rejects an admin port that clashes with the listener, unless they bind different addresses', () => {
