@@ -14,6 +14,7 @@ import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observabi
 import { loadTlsMaterial } from './config/tls.js';
 import { Listener } from './proxy/listener.js';
 import { pingBackend } from './proxy/upstream.js';
+import { takeEarlySighup } from './early-sighup.js';
 import { Reloader } from './reload.js';
 import { packageVersion } from './version.js';
 
@@ -40,9 +41,6 @@ type WorkerMessage = { type: 'listening'; port: number; host: string } | { type:
 
 /** Run the proxy until SIGTERM/SIGINT; the process exits 0 after an orderly shutdown. */
 export async function runProxy(config: Config, configPath: string): Promise<void> {
-  // Until the reloader is installed, a SIGHUP must not kill the process (its default action);
-  // the config being loaded is the newest anyway.
-  process.on('SIGHUP', () => undefined);
   const workers = workerCount(config);
   const log = createLogger(config.log.level);
   process.on('uncaughtException', (err) => {
@@ -68,6 +66,7 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
   });
   reloader.watchCertificates(config);
   process.on('SIGHUP', () => reloader.reload('SIGHUP'));
+  if (takeEarlySighup()) reloader.reload('SIGHUP'); // it came while we started: the file may be newer
 
   const shutdown = async (signal: string, onDrain: () => void): Promise<void> => {
     if (state.draining) {
@@ -361,7 +360,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   const forward = (signal: 'SIGTERM'): void => {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
   };
-  process.on('SIGHUP', () => {
+  const onSighup = (): void => {
     // Only a worker that reported listening has its SIGHUP handler: to one still starting the
     // signal would be fatal (its default action), so it gets the signal once it listens.
     for (const w of Object.values(cluster.workers ?? {})) {
@@ -382,7 +381,9 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     } catch {
       // keep the running configuration
     }
-  });
+  };
+  process.on('SIGHUP', onSighup);
+  if (takeEarlySighup()) onSighup(); // it came while we started
   const stop = (signal: NodeJS.Signals): void => {
     state.draining = true; // /readyz answers 503 from now on
     for (const timer of respawns) clearTimeout(timer); // a replacement forked now would never hear the signal
