@@ -69,13 +69,17 @@ export interface WarnLogger {
   warn(obj: object, msg: string): void;
 }
 
-/** `tls.self_signed_if_missing` is set and the certificate or the key file is missing. */
+/**
+ * `tls.self_signed_if_missing` is set and both the certificate and the key file are missing.
+ * With one of them there (a mistyped path, a half-copied pair) nothing is generated: a new pair
+ * would replace a real private key. The missing file is then reported as any missing file is.
+ */
 export function needsDevCertificate(tls: Config['tls']): boolean {
-  return tls.self_signed_if_missing && !(existsSync(tls.cert_file) && existsSync(tls.key_file));
+  return tls.self_signed_if_missing && !existsSync(tls.cert_file) && !existsSync(tls.key_file);
 }
 
 /**
- * When `tls.self_signed_if_missing` is set and the certificate or the key file is missing,
+ * When `tls.self_signed_if_missing` is set and the certificate and the key file are missing,
  * writes a fresh self-signed pair to both paths (key mode 0600) and logs a warning.
  * Returns true if it generated one. Expects a path-resolved config (see loadConfigFile).
  */

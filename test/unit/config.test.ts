@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -373,6 +373,22 @@ describe('ensureDevCertificate', () => {
     // Second call: both files exist, nothing to do.
     assert.equal(await ensureDevCertificate(config), false);
     assert.deepEqual(await readFile(config.tls.cert_file), certPem);
+  });
+
+  it('leaves an existing key alone when only the certificate is missing (and the reverse), and reports the missing file', async () => {
+    for (const present of ['key', 'cert'] as const) {
+      const file = await writeTmp(`half-${present}.yaml`, `tls:\n  cert_file: half-${present}/tls.crt\n  key_file: half-${present}/tls.key\n  self_signed_if_missing: true\n`);
+      const config = loadConfigFile(file);
+      const there = present === 'key' ? config.tls.key_file : config.tls.cert_file;
+      const missing = present === 'key' ? config.tls.cert_file : config.tls.key_file;
+      await mkdir(path.dirname(there), { recursive: true });
+      await writeFile(there, 'the real one\n');
+      assert.equal(await ensureDevCertificate(config), false, `generated over an existing ${present}`);
+      assert.equal(await readFile(there, 'utf8'), 'the real one\n');
+      await assert.rejects(stat(missing), { code: 'ENOENT' });
+      const problems = await checkConfigFile(file);
+      assert.ok(problems.some((p) => p.includes(missing)), `--check does not name ${missing}: ${problems.join('; ')}`);
+    }
   });
 
   it('does nothing unless self_signed_if_missing is set', async () => {
