@@ -41,15 +41,17 @@ type WorkerMessage = { type: 'listening'; port: number; host: string } | { type:
 
 /** Run the proxy until SIGTERM/SIGINT; the process exits 0 after an orderly shutdown. */
 export async function runProxy(config: Config, configPath: string): Promise<void> {
-  const workers = workerCount(config);
   const log = createLogger(config.log.level);
   process.on('uncaughtException', (err) => {
     log.fatal({ err: err.stack ?? String(err) }, 'uncaught exception; exiting');
     process.exit(1);
   });
+  // A worker is one because the primary forked it: the config it was handed may say otherwise
+  // (a reload lowered max_clients below the worker count, workers: 0 on fewer CPUs).
+  if (cluster.isWorker) return runWorker(config, configPath, log.child({ worker: cluster.worker!.id }));
+  const workers = workerCount(config);
   if (workers <= 1) return runSingle(config, configPath, log);
-  if (cluster.isPrimary) return runPrimary(config, configPath, workers, log);
-  return runWorker(config, configPath, log.child({ worker: cluster.worker!.id }));
+  return runPrimary(config, configPath, workers, log);
 }
 
 /** The serving half, the same in a single process and in a worker. */

@@ -308,3 +308,35 @@ describe('workers: 2 that cannot listen', { timeout: 60_000 }, () => {
     assert.match(out, /a worker could not start and no worker has listened; exiting/);
   });
 });
+
+describe('workers: 2, reloaded to max_clients: 1', { timeout: 90_000 }, () => {
+  test('a worker started after the reload is still a worker: it does not run as a single process and die on the admin port, again and again', { timeout: 80_000 }, async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy(
+      { backend: { host: '127.0.0.1', port: redis.port }, workers: 2, limits: { max_clients: 10 }, admin: { host: '127.0.0.1', port: await freePort() } },
+      { startTimeoutMs: 45_000 },
+    );
+    const seen = new Set<number>();
+    const workers = (): number[] => {
+      const w = childrenOf(proxy.pid);
+      for (const pid of w) seen.add(pid);
+      return w;
+    };
+    t.after(() => stopThenKill(proxy, seen));
+    const first = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
+    // workers stays 2 (restart-only), and max_clients 1 leaves room for one process: a worker
+    // that decided from the config what to be computed 1 and ran as a single process.
+    const cfg = YAML.parse(readFileSync(proxy.configFile, 'utf8')) as { limits: Record<string, number> };
+    cfg.limits.max_clients = 1;
+    writeFileSync(proxy.configFile, YAML.stringify(cfg));
+    process.kill(proxy.pid, 'SIGHUP');
+    await waitForMetric(proxy, 'resp_tls_proxy_reloads_total', { result: 'success' }, (v) => v >= 2, 15_000);
+    process.kill(first[0]!, 'SIGKILL');
+    const replacement = await waitFor('a replacement worker', () => workers().find((pid) => !first.includes(pid)), 30_000, 20);
+    await sleep(4_000); // a crash loop dies and is replaced about once a second
+    const m = await proxy.metrics();
+    assert.equal(metricValue(m, 'resp_tls_proxy_workers_restarted_total'), 1, logTail(proxy));
+    assert.ok(alive(replacement), `the replacement ${replacement} died\n${logTail(proxy)}`);
+  });
+});
