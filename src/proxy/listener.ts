@@ -196,6 +196,9 @@ function handshakeFailureReason(err: NodeJS.ErrnoException): HandshakeFailureRea
   const code = err.code ?? '';
   if (code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return 'timeout';
   if (isPeerGone(err)) return 'reset';
+  // An alert from the client about the proxy's own certificate (expired, from a CA it does not
+  // trust): the client refused us. Checked first, as the names hold CERTIFICATE too.
+  if (/_ALERT_(BAD_CERTIFICATE|CERTIFICATE_|UNKNOWN_CA|UNSUPPORTED_CERTIFICATE)/.test(code)) return 'server_certificate';
   if (/CERTIFICATE|PEER_DID_NOT_RETURN/.test(code)) return 'client_certificate';
   // WRONG_VERSION_NUMBER is what any non-TLS bytes (port scans, plaintext RESP, HTTP) produce:
   // garbage, not an old client. A real version mismatch is UNSUPPORTED_PROTOCOL or a

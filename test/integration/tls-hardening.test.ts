@@ -7,14 +7,14 @@ import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { makeLeafCert, type Leaf } from '../helpers/client-certs.js';
-import { run } from '../helpers/common.js';
+import { makeTempDir, run } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
 import { startRedis, type RedisServer } from '../helpers/redis.js';
 import { encodeCommand } from '../helpers/resp.js';
 import { PYTHON, describe as showResult, strictClient } from '../helpers/strict-client.js';
 import { tlsRequest, untilText } from '../helpers/tls-request.js';
-import { sharedCerts } from '../helpers/certs.js';
+import { makeCerts, sharedCerts } from '../helpers/certs.js';
 
 const FAILURES = 'resp_tls_proxy_tls_handshake_failures_total';
 
@@ -155,6 +155,15 @@ describe('tls.min_version: TLSv1.3', { timeout: 120_000 }, () => {
     assert.equal(r13.reply.toString('latin1'), '+PONG\r\n', showResult(r13));
     const text = await waitForMetric(stack.proxy, FAILURES, { reason: 'version' });
     assert.equal(metricValue(text, FAILURES, { reason: 'version' }), 1, text);
+  });
+
+  test('a client that does not trust the proxy\'s certificate (another CA) → counted reason="server_certificate", not client_certificate', { timeout: 30_000 }, async () => {
+    const other = await makeCerts(makeTempDir('resp-tls-proxy-other-ca-'));
+    const r = await strictClient({ port: stack.proxy.port, payload: encodeCommand(['PING']), caFile: other.caFile });
+    assert.equal(r.close, 'handshake_failed', showResult(r));
+    const text = await waitForMetric(stack.proxy, FAILURES, { reason: 'server_certificate' });
+    assert.equal(metricValue(text, FAILURES, { reason: 'server_certificate' }), 1, text);
+    assert.equal(metricValue(text, FAILURES, { reason: 'client_certificate' }), 0, text);
   });
 });
 
