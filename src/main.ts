@@ -2,8 +2,8 @@
 //
 // `workers: 1` runs everything in one process. With more (or 0 = one per CPU) the primary
 // process forks node:cluster workers that share the TLS listener; the primary serves the admin
-// endpoints, with /metrics summed across workers, forwards SIGHUP/SIGTERM/SIGINT to them and
-// replaces a worker that dies.
+// endpoints, with /metrics summed across workers, forwards SIGHUP and the stop (SIGTERM, SIGINT:
+// as a message) to them and replaces a worker that dies.
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
@@ -38,6 +38,8 @@ const METRICS_RESPONSE = 'prom-client:getMetricsRes';
 const WORKER_PLACE_ENV = 'RESP_TLS_PROXY_WORKER_PLACE';
 
 type WorkerMessage = { type: 'listening'; port: number; host: string } | { type: 'draining' };
+/** From the primary: shut down (now: close every connection at once, the second signal). */
+type PrimaryMessage = { type: 'stop'; now: boolean };
 
 /** Run the proxy until SIGTERM/SIGINT; the process exits 0 after an orderly shutdown. */
 export async function runProxy(config: Config, configPath: string): Promise<void> {
@@ -160,9 +162,18 @@ async function runWorker(config: Config, configPath: string, log: Logger): Promi
       process.exit(0);
     });
   };
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  // A terminal's Ctrl-C reaches the whole process group; the primary forwards it as SIGTERM,
-  // so a worker ignores its own copy (else it would count as the second, "close now" signal).
+  // The primary's stop comes as a message: a signal to the whole process group (Ctrl-C, systemd's
+  // KillMode=control-group, `kill -- -PGID`) reaches every worker itself as well as through the
+  // primary, in either order, so a worker's own signals only start the drain. "Close now" is the
+  // primary's second stop (its own second signal). SIGINT is left to the primary altogether.
+  const stop = (now: boolean): void => {
+    if (!serving.state.draining) onSignal('SIGTERM');
+    if (now) onSignal('SIGTERM');
+  };
+  process.on('message', (msg: PrimaryMessage) => {
+    if (msg?.type === 'stop') stop(msg.now);
+  });
+  process.on('SIGTERM', () => stop(false));
   process.on('SIGINT', () => undefined);
 }
 
@@ -359,8 +370,11 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     respawns.add(timer);
   });
 
-  const forward = (signal: 'SIGTERM'): void => {
-    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal);
+  let stops = 0;
+  const forwardStop = (): void => {
+    const msg: PrimaryMessage = { type: 'stop', now: stops++ > 0 };
+    // With a callback, a worker whose channel just closed is an error passed here, not thrown.
+    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send(msg, () => undefined);
   };
   const onSighup = (): void => {
     // Only a worker that reported listening has its SIGHUP handler: to one still starting the
@@ -396,7 +410,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
       admin?.close();
       process.exit(0);
     }
-    forward('SIGTERM');
+    forwardStop();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

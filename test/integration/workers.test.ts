@@ -340,3 +340,44 @@ describe('workers: 2, reloaded to max_clients: 1', { timeout: 90_000 }, () => {
     assert.ok(alive(replacement), `the replacement ${replacement} died\n${logTail(proxy)}`);
   });
 });
+
+describe('workers: 2, SIGTERM to the whole process group', { timeout: 90_000 }, () => {
+  test('each worker hearing SIGTERM itself and from the primary is one stop, not two: the grace period holds', { timeout: 80_000 }, async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, workers: 2, shutdown: { grace_ms: 3000 } }, { startTimeoutMs: 45_000 });
+    const seen = new Set<number>();
+    const workers = (): number[] => {
+      const w = childrenOf(proxy.pid);
+      for (const pid of w) seen.add(pid);
+      return w;
+    };
+    const held: TlsConn[] = [];
+    t.after(async () => {
+      for (const c of held) c.close();
+      await stopThenKill(proxy, seen);
+    });
+    const pids = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
+    const ca = readFileSync(proxy.certs.caFile);
+    // Clients blocked in BLPOP on both workers (connections are handed out in turn).
+    for (let i = 0; i < 4; i++) {
+      const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
+      held.push(c);
+      c.socket.write(encodeCommand(['BLPOP', `group:${i}`, '0']));
+    }
+    await waitFor('four clients blocked', async () => (await redis.cli('INFO', 'clients')).includes('blocked_clients:4'), 15_000, 50);
+    // What `kill -- -PGID` does (the test runner shares the proxy's group, so one by one): each
+    // worker has its own SIGTERM in hand by the time the primary's stop reaches it. (Sent the
+    // other way round, or together, the two signals could merge into one pending signal.)
+    const stopAt = Date.now();
+    for (const pid of pids) process.kill(pid, 'SIGTERM');
+    await waitFor('both workers draining', () => proxy.logs().filter((r) => r.msg === 'shutting down: not accepting, letting clients finish').length === 2, 5_000, 10);
+    process.kill(proxy.pid, 'SIGTERM');
+    await sleep(1_500);
+    assert.deepEqual(held.map((c) => c.isEnded), [false, false, false, false], `clients closed before grace_ms\n${logTail(proxy)}`);
+    assert.ok(!proxy.logs().some((r) => r.msg === 'second signal: closing every connection now'), logTail(proxy));
+    const exit = await proxy.stop('SIGTERM', 20_000);
+    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    assert.ok(Date.now() - stopAt >= 2_500, `exited ${Date.now() - stopAt} ms after SIGTERM, before grace_ms`);
+  });
+});
