@@ -126,6 +126,10 @@ try {
   if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
     process.stderr.write(`resp-tls-proxy: ${(err as Error).message}\n\n${USAGE}`);
     process.exitCode = 2;
+  } else if (err instanceof ConfigError) {
+    // A certificate, key or CA file that does not load (2 = configuration problems, as --check).
+    printProblems(err.problems);
+    process.exit(2);
   } else {
     process.stderr.write(`resp-tls-proxy: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
     process.exit(1); // not just exitCode: a listener that did start (TLS up, admin port taken) must not keep the process alive

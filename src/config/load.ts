@@ -10,18 +10,10 @@ import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml
 import type * as z from 'zod';
 import { configSchema, type Config } from './schema.js';
 import { needsDevCertificate } from './devcert.js';
+import { ConfigError } from './error.js';
 import { baseOptions, readCertPair } from './tls.js';
 
-export class ConfigError extends Error {
-  readonly code = 'ERR_CONFIG';
-  readonly problems: string[];
-
-  constructor(problems: string[]) {
-    super(problems.length === 1 ? problems[0] : `invalid configuration:\n${problems.join('\n')}`);
-    this.name = 'ConfigError';
-    this.problems = problems;
-  }
-}
+export { ConfigError };
 
 type KeyPath = readonly PropertyKey[];
 

@@ -3,6 +3,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
+import { ConfigError } from './error.js';
 import type { Config } from './schema.js';
 
 /** Certificates and keys read from the files a config names. */
@@ -70,6 +71,16 @@ function readTlsFiles(cfg: Config['tls']): Map<string, Buffer> {
   return new Map(tlsFiles(cfg).map((f) => [f, readFileSync(f)]));
 }
 
+/** `what` failed: a ConfigError that names it, with the cause (an unreadable file, OpenSSL's words). */
+function named<T>(what: string, f: () => T): T {
+  try {
+    return f();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new ConfigError([`${what}: ${e.code === 'ENOENT' || e.code === 'EACCES' ? `cannot read ${e.path} (${e.code})` : e.message}`]);
+  }
+}
+
 /**
  * What the TLS files hold now, as one SHA-256: reads the bytes, parses nothing. Equal to the
  * fingerprint of the material loadTlsMaterial() would make from the same bytes. A digest, so no
@@ -85,12 +96,17 @@ function fingerprintOf(files: Map<string, Buffer>): string {
   return h.digest('hex');
 }
 
+/** Throws a ConfigError naming the key and file at fault. */
 export function loadTlsMaterial(cfg: Config['tls']): TlsMaterial {
-  const files = readTlsFiles(cfg);
+  const files = named('tls', () => readTlsFiles(cfg));
   const read = (f: string): Buffer => files.get(f)!;
   const base = baseOptions(cfg, read);
-  const main = readCertPair(base, cfg.cert_file, cfg.key_file, read);
-  const pairs = cfg.sni.map((e) => ({ entry: e, pair: readCertPair(base, e.cert_file, e.key_file, read) }));
+  if (cfg.ca_file !== null && !/-----BEGIN (TRUSTED )?CERTIFICATE-----/.test(read(cfg.ca_file).toString('latin1'))) {
+    // OpenSSL takes it without a word, and then no client certificate verifies.
+    throw new ConfigError([`tls.ca_file: ${cfg.ca_file} holds no PEM certificate`]);
+  }
+  const main = named(`tls.cert_file, tls.key_file (${cfg.cert_file}, ${cfg.key_file})`, () => readCertPair(base, cfg.cert_file, cfg.key_file, read));
+  const pairs = cfg.sni.map((e, i) => ({ entry: e, pair: named(`tls.sni[${i}] (${e.servername})`, () => readCertPair(base, e.cert_file, e.key_file, read)) }));
   const sni = pairs
     .map(({ entry, pair }) => ({ servername: entry.servername.toLowerCase(), context: tls.createSecureContext(pair.options), backend: entry.backend }))
     .sort((a, b) => Number(a.servername.startsWith('*.')) - Number(b.servername.startsWith('*.')));

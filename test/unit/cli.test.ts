@@ -155,6 +155,24 @@ describe('resp-tls-proxy arguments', () => {
     assert.equal(r.stderr, `${bad}:1: tls.key_file: is required\n${bad}:3: workers: must be a non-negative integer\n`);
   });
 
+  it('exits 2 naming the keys and files when the certificate files do not load at start (normal mode), as --check does', async () => {
+    const ports = 'listen: { host: 127.0.0.1, port: 0 }\nadmin: { host: 127.0.0.1, port: 0 }\n';
+    const mismatched = path.join(dir, 'run-mismatch.yaml');
+    await writeFile(mismatched, `${ports}tls:\n  cert_file: a.crt\n  key_file: b.key\n`);
+    const noCa = path.join(dir, 'run-no-ca.yaml');
+    await writeFile(noCa, `${ports}tls:\n  cert_file: a.crt\n  key_file: a.key\n  ca_file: good.yaml\n`);
+    const missing = path.join(dir, 'run-missing.yaml');
+    await writeFile(missing, `${ports}tls:\n  cert_file: none.crt\n  key_file: a.key\n`);
+    const [m, c, n] = await Promise.all([cli(['--config', mismatched]), cli(['--config', noCa]), cli(['--config', missing])]);
+    assert.equal(m.code, 2, m.stderr);
+    assert.match(m.stderr, /^tls\.cert_file, tls\.key_file \(.*a\.crt, .*b\.key\): .*key values mismatch\n$/);
+    // OpenSSL takes a CA file without a certificate in silence; then no client certificate verifies.
+    assert.equal(c.code, 2, c.stderr);
+    assert.match(c.stderr, /^tls\.ca_file: .*good\.yaml holds no PEM certificate\n$/);
+    assert.equal(n.code, 2, n.stderr);
+    assert.match(n.stderr, /^tls: cannot read .*none\.crt \(ENOENT\)\n$/);
+  });
+
   it('exits 2 when the config file does not exist', async () => {
     const r = await cli(['--config', path.join(dir, 'absent.yaml')]);
     assert.equal(r.code, 2);
