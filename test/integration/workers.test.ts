@@ -359,6 +359,11 @@ describe('workers: 2, SIGTERM to the whole process group', { timeout: 90_000 }, 
     });
     const pids = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
     const ca = readFileSync(proxy.certs.caFile);
+    // Both listening (their SIGTERM handler installed: before, a SIGTERM kills a worker).
+    await waitFor('both workers serving', async () => {
+      await pingOnce(proxy, ca);
+      return pids.every((pid) => closeRecords(proxy.logs()).some((r) => r.pid === pid));
+    }, 30_000, 50);
     // Clients blocked in BLPOP on both workers (connections are handed out in turn).
     for (let i = 0; i < 4; i++) {
       const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
