@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import { request } from 'undici';
 import YAML from 'yaml';
 import { sharedCerts } from '../helpers/certs.js';
@@ -79,6 +79,36 @@ async function scrape(proxy: Proxy): Promise<{ status: number; ms: number; body:
 
 /** A scrape must answer 200 promptly even while a worker starts or has just died. */
 const SCRAPE_MAX_MS = 3_000;
+
+/**
+ * A redis-server and a proxy with `config` (workers…) in front of it, both stopped after the
+ * test, with the clients in `held` closed first. `workers()` lists the live workers and remembers
+ * every one seen, to SIGKILL any still alive at the end.
+ */
+async function workersStack(t: TestContext, config: Record<string, unknown>) {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, ...config }, { startTimeoutMs: 45_000 });
+  const seen = new Set<number>();
+  const held: TlsConn[] = [];
+  t.after(async () => {
+    for (const c of held) c.close();
+    await stopThenKill(proxy, seen);
+  });
+  const workers = (): number[] => {
+    const w = childrenOf(proxy.pid);
+    for (const pid of w) seen.add(pid);
+    return w;
+  };
+  const ca = readFileSync(proxy.certs.caFile);
+  /** Each of `pids` has served a connection: it listens, its signal handlers are installed. */
+  const serving = (pids: number[]): Promise<boolean> =>
+    waitFor('the workers serving', async () => {
+      await pingOnce(proxy, ca);
+      return pids.every((pid) => closeRecords(proxy.logs()).some((r) => r.pid === pid));
+    }, 30_000, 50);
+  return { redis, proxy, seen, held, workers, ca, serving };
+}
 
 describe('workers: 2', { timeout: 180_000 }, () => {
   test('two workers serve and /metrics sums them; a killed worker is replaced; SIGTERM exits 0', { timeout: 150_000 }, async (t) => {
@@ -183,25 +213,13 @@ describe('workers: 2', { timeout: 180_000 }, () => {
 
 describe('workers: 2 — one max_clients, the running config for replacements, no respawn after SIGTERM', { timeout: 180_000 }, () => {
   test('max_clients 3 holds across both workers (2 + 1, not 2 + 2); a worker replaced after a broken file was refused runs the last good config; a respawn due when SIGTERM comes is cancelled and the proxy exits 0', { timeout: 150_000 }, async (t) => {
-    const redis = await startRedis();
-    t.after(() => redis.stop());
-    const proxy = await startProxy(
-      // A fixed admin port, as in production: a worker must never try to bind it.
-      { backend: { host: '127.0.0.1', port: redis.port }, workers: 2, limits: { max_clients: 3 }, shutdown: { grace_ms: 3000 }, admin: { host: '127.0.0.1', port: await freePort() } },
-      { startTimeoutMs: 45_000 },
-    );
-    const seen = new Set<number>();
-    const workers = (): number[] => {
-      const w = childrenOf(proxy.pid);
-      for (const pid of w) seen.add(pid);
-      return w;
-    };
-    const held: TlsConn[] = [];
-    t.after(async () => {
-      for (const c of held) c.close();
-      await stopThenKill(proxy, seen);
+    // A fixed admin port, as in production: a worker must never try to bind it.
+    const { proxy, seen, held, workers, ca, serving } = await workersStack(t, {
+      workers: 2,
+      limits: { max_clients: 3 },
+      shutdown: { grace_ms: 3000 },
+      admin: { host: '127.0.0.1', port: await freePort() },
     });
-    const ca = readFileSync(proxy.certs.caFile);
     const hold = async (): Promise<string> => {
       const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
       held.push(c);
@@ -215,10 +233,7 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
     const noneOpen = (): Promise<void> => expectMetric('resp_tls_proxy_connections_active', {}, (v) => v === 0);
     const first = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
     const served = (pid: number): boolean => closeRecords(proxy.logs()).some((r) => r.pid === pid);
-    await waitFor('both workers serving', async () => {
-      await pingOnce(proxy, ca);
-      return first.every(served);
-    }, 30_000, 50);
+    await serving(first);
     await noneOpen();
 
     // max_clients 3 over two workers: two and one (each used to take 3 / 2 rounded up: 4 in
@@ -311,19 +326,7 @@ describe('workers: 2 that cannot listen', { timeout: 60_000 }, () => {
 
 describe('workers: 2, reloaded to max_clients: 1', { timeout: 90_000 }, () => {
   test('a worker started after the reload is still a worker: it does not run as a single process and die on the admin port, again and again', { timeout: 80_000 }, async (t) => {
-    const redis = await startRedis();
-    t.after(() => redis.stop());
-    const proxy = await startProxy(
-      { backend: { host: '127.0.0.1', port: redis.port }, workers: 2, limits: { max_clients: 10 }, admin: { host: '127.0.0.1', port: await freePort() } },
-      { startTimeoutMs: 45_000 },
-    );
-    const seen = new Set<number>();
-    const workers = (): number[] => {
-      const w = childrenOf(proxy.pid);
-      for (const pid of w) seen.add(pid);
-      return w;
-    };
-    t.after(() => stopThenKill(proxy, seen));
+    const { proxy, workers } = await workersStack(t, { workers: 2, limits: { max_clients: 10 }, admin: { host: '127.0.0.1', port: await freePort() } });
     const first = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
     // workers stays 2 (restart-only), and max_clients 1 leaves room for one process: a worker
     // that decided from the config what to be computed 1 and ran as a single process.
@@ -343,27 +346,9 @@ describe('workers: 2, reloaded to max_clients: 1', { timeout: 90_000 }, () => {
 
 describe('workers: 2, SIGTERM to the whole process group', { timeout: 90_000 }, () => {
   test('each worker hearing SIGTERM itself and from the primary is one stop, not two: the grace period holds', { timeout: 80_000 }, async (t) => {
-    const redis = await startRedis();
-    t.after(() => redis.stop());
-    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, workers: 2, shutdown: { grace_ms: 3000 } }, { startTimeoutMs: 45_000 });
-    const seen = new Set<number>();
-    const workers = (): number[] => {
-      const w = childrenOf(proxy.pid);
-      for (const pid of w) seen.add(pid);
-      return w;
-    };
-    const held: TlsConn[] = [];
-    t.after(async () => {
-      for (const c of held) c.close();
-      await stopThenKill(proxy, seen);
-    });
+    const { redis, proxy, held, workers, ca, serving } = await workersStack(t, { workers: 2, shutdown: { grace_ms: 3000 } });
     const pids = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
-    const ca = readFileSync(proxy.certs.caFile);
-    // Both listening (their SIGTERM handler installed: before, a SIGTERM kills a worker).
-    await waitFor('both workers serving', async () => {
-      await pingOnce(proxy, ca);
-      return pids.every((pid) => closeRecords(proxy.logs()).some((r) => r.pid === pid));
-    }, 30_000, 50);
+    await serving(pids); // a worker still starting has no SIGTERM handler yet: the signal kills it
     // Clients blocked in BLPOP on both workers (connections are handed out in turn).
     for (let i = 0; i < 4; i++) {
       const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
