@@ -295,7 +295,11 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   const listening = new Set<number>();
   /** Workers that were still starting when a SIGHUP came. */
   const reloadOwed = new Set<number>();
-  /** Each worker's start time and place (its slot, which a replacement takes over). */
+  /**
+   * Each live worker's start time and place (its slot, which a replacement takes over). Also what
+   * tells that every worker has exited: node:cluster drops a worker from cluster.workers only once
+   * it has both exited and disconnected, in either order, so after its 'exit' it may still be there.
+   */
   const started = new Map<number, { at: number; slot: number }>();
   let announced = false;
   /** Some worker has listened since the start: a later failure to start may pass (a crash loop backs off). */
@@ -342,8 +346,10 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     const listened = listening.delete(w.id);
     reloadOwed.delete(w.id);
     workerMetrics.retire(w.id);
+    const { at, slot } = started.get(w.id) ?? { at: 0, slot: 0 };
+    started.delete(w.id);
     if (state.draining) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) {
+      if (started.size === 0) {
         log.info('all workers exited; shutdown complete');
         admin?.close();
         process.exit(0);
@@ -359,8 +365,6 @@ async function runPrimary(config: Config, configPath: string, count: number, log
       process.exit(1);
     }
     restarts.inc();
-    const { at, slot } = started.get(w.id) ?? { at: 0, slot: 0 };
-    started.delete(w.id);
     const lived = Date.now() - at;
     log.error({ worker: w.id, code, signal, lived_ms: lived }, 'worker died; starting a new one');
     const timer = setTimeout(() => {
@@ -373,8 +377,14 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   let stops = 0;
   const forwardStop = (): void => {
     const msg: PrimaryMessage = { type: 'stop', now: stops++ > 0 };
-    // With a callback, a worker whose channel just closed is an error passed here, not thrown.
-    for (const w of Object.values(cluster.workers ?? {})) if (w?.isConnected()) w.send(msg, () => undefined);
+    for (const w of Object.values(cluster.workers ?? {})) {
+      if (w === undefined || !w.isConnected()) continue;
+      // One still starting does not listen for the message yet: the signal ends it (or starts its
+      // drain, if its handler is in place by then). With a callback, a channel that has just
+      // closed is an error passed to it, not thrown.
+      if (listening.has(w.id)) w.send(msg, () => undefined);
+      else w.process.kill('SIGTERM');
+    }
   };
   const onSighup = (): void => {
     // Only a worker that reported listening has its SIGHUP handler: to one still starting the
@@ -405,7 +415,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     for (const timer of respawns) clearTimeout(timer); // a replacement forked now would never hear the signal
     respawns.clear();
     log.info({ signal }, 'shutting down: forwarding to workers');
-    if (Object.keys(cluster.workers ?? {}).length === 0) {
+    if (started.size === 0) {
       log.info('no workers running; shutdown complete');
       admin?.close();
       process.exit(0);
