@@ -30,7 +30,6 @@ class UsageError extends Error {
   readonly code = 'ERR_USAGE';
 }
 
-
 function printProblems(problems: readonly string[]): void {
   process.stderr.write(problems.map((p) => `${p}\n`).join(''));
 }

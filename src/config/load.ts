@@ -11,7 +11,7 @@ import type * as z from 'zod';
 import { configSchema, type Config } from './schema.js';
 import { needsDevCertificate } from './devcert.js';
 import { ConfigError } from './error.js';
-import { baseOptions, readCertPair } from './tls.js';
+import { loadTlsMaterial } from './tls.js';
 
 export { ConfigError };
 
@@ -228,42 +228,28 @@ async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Ar
     }
   }
 
-  let caPem: Buffer | null = null;
   if (tls.ca_file !== null) {
     const caProblem = reporter('ca_file');
-    caPem = await readTlsFile(tls.ca_file, caProblem);
+    const caPem = await readTlsFile(tls.ca_file, caProblem);
     if (caPem) {
       try {
-        if (parseCertificates(caPem.toString('utf8')).length === 0) {
-          caProblem(`${tls.ca_file} holds no PEM certificate`);
-          caPem = null;
-        }
+        if (parseCertificates(caPem.toString('utf8')).length === 0) caProblem(`${tls.ca_file} holds no PEM certificate`);
       } catch (err) {
         caProblem(`${tls.ca_file} is not a valid PEM certificate: ${(err as Error).message}`);
-        caPem = null;
       }
     }
   }
 
   // Last word to the loading the proxy itself does (OpenSSL included), for anything the checks
-  // above let through, and for every tls.sni certificate and key.
-  if (out.length === 0) {
-    const base = baseOptions(tls);
-    if (certPem && keyPem) {
-      try {
-        readCertPair(base, tls.cert_file, tls.key_file);
-      } catch (err) {
-        out.push({ key: null, problem: `rejected by the TLS library: ${(err as Error).message}` });
-      }
+  // above let through, and for every tls.sni certificate and key. (Not when the development pair
+  // is still to be generated: there is nothing to load yet.)
+  if (out.length === 0 && !willGenerate) {
+    try {
+      loadTlsMaterial(tls);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      for (const problem of err.problems) out.push({ key: null, problem });
     }
-    tls.sni.forEach((e, i) => {
-      try {
-        readCertPair(base, e.cert_file, e.key_file);
-      } catch (err) {
-        const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? `cannot read ${(err as NodeJS.ErrnoException).path}` : (err as Error).message;
-        out.push({ key: null, problem: `tls.sni[${i}] (${e.servername}): ${why}` });
-      }
-    });
   }
   return out;
 }

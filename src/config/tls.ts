@@ -41,9 +41,22 @@ export const CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
+/** Every certificate, key and CA file the tls section names (SNI entries included), with its key. */
+function namedTlsFiles(cfg: Config['tls']): Array<[what: string, file: string]> {
+  return [
+    ['tls.cert_file', cfg.cert_file],
+    ['tls.key_file', cfg.key_file],
+    ...(cfg.ca_file !== null ? [['tls.ca_file', cfg.ca_file] as [string, string]] : []),
+    ...cfg.sni.flatMap((e, i): Array<[string, string]> => [
+      [`tls.sni[${i}] (${e.servername}) cert_file`, e.cert_file],
+      [`tls.sni[${i}] (${e.servername}) key_file`, e.key_file],
+    ]),
+  ];
+}
+
 /** Every certificate, key and CA file the tls section names (SNI entries included). */
 export function tlsFiles(cfg: Config['tls']): string[] {
-  return [cfg.cert_file, cfg.key_file, ...(cfg.ca_file !== null ? [cfg.ca_file] : []), ...cfg.sni.flatMap((e) => [e.cert_file, e.key_file])];
+  return namedTlsFiles(cfg).map(([, file]) => file);
 }
 
 type ReadFile = (file: string) => Buffer;
@@ -66,9 +79,9 @@ export function readCertPair(
   return { options, notAfter: Date.parse(new X509Certificate(cert).validTo) / 1000 };
 }
 
-/** The bytes of every file tlsFiles() names, each read once. Throws when one is unreadable. */
+/** The bytes of every file tlsFiles() names, each read once. Throws a ConfigError naming one that is unreadable. */
 function readTlsFiles(cfg: Config['tls']): Map<string, Buffer> {
-  return new Map(tlsFiles(cfg).map((f) => [f, readFileSync(f)]));
+  return new Map(namedTlsFiles(cfg).map(([what, file]) => [file, named(what, () => readFileSync(file))]));
 }
 
 /** `what` failed: a ConfigError that names it, with the cause (an unreadable file, OpenSSL's words). */
@@ -77,7 +90,7 @@ function named<T>(what: string, f: () => T): T {
     return f();
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new ConfigError([`${what}: ${e.code === 'ENOENT' || e.code === 'EACCES' ? `cannot read ${e.path} (${e.code})` : e.message}`]);
+    throw new ConfigError([`${what}: ${e.code !== undefined && e.path !== undefined ? `cannot read ${e.path} (${e.code})` : e.message}`]);
   }
 }
 
@@ -98,7 +111,7 @@ function fingerprintOf(files: Map<string, Buffer>): string {
 
 /** Throws a ConfigError naming the key and file at fault. */
 export function loadTlsMaterial(cfg: Config['tls']): TlsMaterial {
-  const files = named('tls', () => readTlsFiles(cfg));
+  const files = readTlsFiles(cfg);
   const read = (f: string): Buffer => files.get(f)!;
   const base = baseOptions(cfg, read);
   if (cfg.ca_file !== null && !/-----BEGIN (TRUSTED )?CERTIFICATE-----/.test(read(cfg.ca_file).toString('latin1'))) {

@@ -170,7 +170,7 @@ describe('resp-tls-proxy arguments', () => {
     assert.equal(c.code, 2, c.stderr);
     assert.match(c.stderr, /^tls\.ca_file: .*good\.yaml holds no PEM certificate\n$/);
     assert.equal(n.code, 2, n.stderr);
-    assert.match(n.stderr, /^tls: cannot read .*none\.crt \(ENOENT\)\n$/);
+    assert.match(n.stderr, /^tls\.cert_file: cannot read .*none\.crt \(ENOENT\)\n$/);
   });
 
   it('exits 2 when the config file does not exist', async () => {
