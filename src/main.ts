@@ -4,6 +4,7 @@
 // process forks node:cluster workers that share the TLS listener; the primary serves the admin
 // endpoints, with /metrics summed across workers, forwards SIGHUP and the stop (SIGTERM, SIGINT:
 // as a message) to them and replaces a worker that dies.
+import os from 'node:os';
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
@@ -282,6 +283,8 @@ function summed(lists: MetricList[]): MetricList {
 }
 
 async function runPrimary(config: Config, configPath: string, count: number, log: Logger): Promise<void> {
+  const cpus = os.availableParallelism();
+  if (count > cpus) log.warn({ workers: count, cpus }, 'more workers than CPUs: each one costs memory, none adds throughput');
   const workerMetrics = new WorkerMetrics(log);
   const own = new Registry();
   const restarts = new Counter({

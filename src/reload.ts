@@ -23,9 +23,13 @@ const CERT_SETTLE_MS = 2000;
  */
 export class Reloader {
   private watchers: FSWatcher[] = [];
+  private poll: NodeJS.Timeout | null = null;
   private timer: NodeJS.Timeout | null = null;
   private current: Config;
   private lastFingerprint: string;
+  /** The content whose reload last failed: looked at again only once it changes (polls would repeat the failure). */
+  private failedFingerprint: string | null = null;
+  private stopped = false;
 
   /** `served`: the config and the fingerprint of the TLS material the listener serves. */
   constructor(
@@ -42,6 +46,10 @@ export class Reloader {
 
   /** SIGHUP: the config file and the certificates it names. */
   reload(trigger: string): boolean {
+    if (this.stopped) {
+      this.log.info({ trigger }, 'shutting down: reload ignored');
+      return false;
+    }
     let next: Config;
     try {
       next = loadConfigFile(this.configPath);
@@ -66,6 +74,7 @@ export class Reloader {
     this.listener.reload(next, material);
     this.current = next;
     this.lastFingerprint = material.fingerprint;
+    this.failedFingerprint = null;
     this.metrics.reloads.labels('success').inc();
     this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
     this.onConfig(next);
@@ -82,10 +91,18 @@ export class Reloader {
 
   /**
    * Watch the folders of the certificate files, not the files: a Kubernetes Secret update swaps
-   * a symlink in the folder, which a watch on the old file would never see.
+   * a symlink in the folder, which a watch on the old file would never see. And read the files
+   * every tls.poll_interval_ms, for changes no folder event reports: a symlink swapped above the
+   * folder (`current -> v2`), a filesystem without inotify (NFS), a folder removed and made again.
    */
   watchCertificates(config: Config): void {
-    this.stop();
+    this.unwatch();
+    if (this.stopped) return;
+    if (config.tls.poll_interval_ms > 0) {
+      this.poll = setInterval(() => {
+        if (this.timer === null) this.lookAtCertificates(0, true); // else a look is due anyway
+      }, config.tls.poll_interval_ms).unref();
+    }
     const dirs = new Set(tlsFiles(config.tls).map((f) => path.dirname(f)));
     for (const dir of dirs) {
       try {
@@ -98,9 +115,17 @@ export class Reloader {
     }
   }
 
+  /** For good (shutdown): no more watching, and a SIGHUP is ignored. */
   stop(): void {
+    this.stopped = true;
+    this.unwatch();
+  }
+
+  private unwatch(): void {
     for (const w of this.watchers) w.close();
     this.watchers = [];
+    if (this.poll !== null) clearInterval(this.poll);
+    this.poll = null;
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
@@ -120,8 +145,14 @@ export class Reloader {
         fingerprint = ''; // unreadable now: apply() reports why
       }
       // Only a real change counts: editors and kubelet touch files without changing them.
-      if (fingerprint === this.lastFingerprint) return;
-      if (!this.apply(this.current, 'certificate files changed', firstLook) && firstLook) this.lookAtCertificates(CERT_SETTLE_MS, false);
+      if (fingerprint === this.lastFingerprint) {
+        this.failedFingerprint = null; // back as served: a new break is news
+        return;
+      }
+      if (fingerprint === this.failedFingerprint) return; // already reported, unchanged since
+      if (this.apply(this.current, 'certificate files changed', firstLook)) return;
+      if (firstLook) this.lookAtCertificates(CERT_SETTLE_MS, false);
+      else this.failedFingerprint = fingerprint;
     }, afterMs);
   }
 }

@@ -58,6 +58,11 @@ export const configSchema = z
         handshake_timeout_ms: durationMs()
           .default(10000)
           .describe('Close a client that has not finished the TLS handshake within this time.'),
+        poll_interval_ms: durationMsOr0()
+          .default(60000)
+          .describe(
+            'Besides watching their folders, read the certificate files this often and reload them when their content changed: covers what a folder watch cannot see (a swapped symlink above the folder, network filesystems without inotify); 0 = the folder watch only.',
+          ),
         self_signed_if_missing: z
           .boolean()
           .default(false)
@@ -93,6 +98,10 @@ export const configSchema = z
           .describe('More certificates, chosen by the client\'s SNI server name; each may front its own datastore.'),
       })
       .refine((t) => t.allow === null || t.ca_file !== null, { error: 'allow needs ca_file (client certificates)', path: ['allow'] })
+      .refine((t) => t.allow === null || t.allow.cn.length + t.allow.dns_san.length + t.allow.uri_san.length > 0, {
+        error: 'names no identity, so no client would be served: list at least one cn, dns_san or uri_san, or leave allow null to serve every client the CA signed',
+        path: ['allow'],
+      })
       .describe('TLS towards clients. cert_file and key_file are required.'),
 
     backend: z

@@ -39,20 +39,20 @@ function linkSecretVolume(volume: string, first: string): void {
   symlinkSync(path.join('..data', 'tls.key'), path.join(volume, 'tls.key'));
 }
 
-/** Points `..data` at `target` atomically: a new symlink renamed over the old one (what the kubelet's AtomicWriter does). */
-function swapData(volume: string, target: string): void {
-  const tmp = path.join(volume, '..data_tmp');
+/** Points `volume/link` (`..data`) at `target` atomically: a new symlink renamed over the old one (what the kubelet's AtomicWriter does). */
+function swapData(volume: string, target: string, link = '..data'): void {
+  const tmp = path.join(volume, `${link}_tmp`);
   symlinkSync(target, tmp);
-  renameSync(tmp, path.join(volume, '..data'));
+  renameSync(tmp, path.join(volume, link));
 }
 
 /** A redis-server and a proxy serving the Secret volume's tls.crt and tls.key; both stopped after the test. */
-async function proxyOnVolume(t: TestContext, volume: string, extra: Record<string, unknown> = {}): Promise<Proxy> {
+async function proxyOnVolume(t: TestContext, volume: string, { tls, ...extra }: Record<string, unknown> = {}): Promise<Proxy> {
   const redis = await startRedis();
   t.after(() => redis.stop());
   const proxy = await startProxy({
     backend: { host: '127.0.0.1', port: redis.port },
-    tls: { cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key') },
+    tls: { cert_file: path.join(volume, 'tls.crt'), key_file: path.join(volume, 'tls.key'), ...(tls as object | undefined) },
     ...extra,
   });
   t.after(() => proxy.stop());
@@ -211,6 +211,48 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     assert.ok(Date.parse(conn.peerCertificate().valid_to) / 1000 > Date.now() / 1000 + 300 * 86400, 'the new certificate');
     const [reply] = await conn.request(encodeCommand(['DEL', 'k1', 'k2', 'k3', 'k4']));
     assert.equal(reply!.toString('latin1'), ':0\r\n', logTail(proxy));
+  });
+
+  test('a symlink swapped above the certificate folder, which no folder event reports, is found by the poll; a failed pair is counted once', { timeout: 60_000 }, async (t) => {
+    // certs/current -> v1 holds tls.crt and tls.key; the proxy watches certs/current, i.e. v1.
+    // Pointing current at v2, with v1 kept, changes nothing in v1.
+    const base = makeTempDir('resp-tls-proxy-above-');
+    await makeCert(path.join(base, 'v1'), 30);
+    await makeCert(path.join(base, 'v2'), 400);
+    await makeCert(path.join(base, 'v3'), 10);
+    await makeCert(path.join(base, 'other'), 10);
+    renameSync(path.join(base, 'other', 'tls.key'), path.join(base, 'v3', 'tls.key')); // v3: a key of another certificate
+    symlinkSync('v1', path.join(base, 'current'));
+    const swapCurrent = (target: string) => swapData(base, target, 'current');
+    const POLL_MS = 400;
+    const proxy = await proxyOnVolume(t, path.join(base, 'current'), { tls: { poll_interval_ms: POLL_MS } });
+    const before = await servedCert(proxy.port);
+    const m0 = await proxy.metrics();
+    const success0 = metricValue(m0, RELOADS, { result: 'success' });
+    const errors0 = metricValue(m0, RELOADS, { result: 'error' });
+
+    swapCurrent('v2');
+    const after = await waitFor('the new certificate on a new handshake', async () => {
+      const c = await servedCert(proxy.port);
+      return c.fingerprint !== before.fingerprint ? c : null;
+    }, 10_000, 100);
+    assert.ok(after.validTo > before.validTo + 300 * 86400, `new notAfter ${after.validTo} vs old ${before.validTo}`);
+    assert.equal(metricValue(await proxy.metrics(), RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
+
+    // A mismatched pair: one failed reload, not one per poll; the last good certificate stays.
+    swapCurrent('v3');
+    await waitForMetric(proxy, RELOADS, { result: 'error' }, (v) => v >= errors0 + 1, 10_000);
+    await sleep(6 * POLL_MS);
+    const m1 = await proxy.metrics();
+    assert.equal(metricValue(m1, RELOADS, { result: 'error' }), errors0 + 1, logTail(proxy));
+    assert.equal((await servedCert(proxy.port)).fingerprint, after.fingerprint, 'the last good certificate is still served');
+
+    // Back to the served pair, then broken again: that is news, counted again.
+    swapCurrent('v2');
+    await sleep(3 * POLL_MS);
+    swapCurrent('v3');
+    await waitForMetric(proxy, RELOADS, { result: 'error' }, (v) => v >= errors0 + 2, 10_000);
+    assert.equal(metricValue(await proxy.metrics(), RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
   });
 
   test('a tls.sni certificate in its own folder is watched too: swapping it reloads, and the expiry gauge follows it', { timeout: 60_000 }, async (t) => {

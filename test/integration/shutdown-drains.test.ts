@@ -87,6 +87,11 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     assert.equal(metricValue(m, 'resp_tls_proxy_connections_active'), 1, 'the client is still connected');
     const refused = await tcpConnect(proxy.port);
     assert.equal(refused, 'ECONNREFUSED', 'a new connection during grace');
+    // A SIGHUP now (a config-management run racing the stop) changes nothing: no reload, no new watch.
+    process.kill(proxy.pid, 'SIGHUP');
+    await waitFor('the ignored SIGHUP logged', () => proxy.logs().some((l) => l.msg === 'shutting down: reload ignored'), 3_000);
+    const reloads = (mm: string) => metricValue(mm, 'resp_tls_proxy_reloads_total', { result: 'success' }) + metricValue(mm, 'resp_tls_proxy_reloads_total', { result: 'error' });
+    assert.equal(reloads(await proxy.metrics()), reloads(m), logTail(proxy));
 
     const r = await client;
     const closedMs = Date.now() - signalAt;

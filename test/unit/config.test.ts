@@ -46,6 +46,7 @@ describe('parseConfigText', () => {
         ca_file: null,
         min_version: 'TLSv1.2',
         handshake_timeout_ms: 10000,
+        poll_interval_ms: 60000,
         self_signed_if_missing: false,
         allow: null,
         sni: [],
@@ -146,6 +147,15 @@ describe('parseConfigText', () => {
     assert.deepEqual(keepalive('999').problems, problem);
     assert.deepEqual(keepalive('-1').problems, problem);
     assert.deepEqual(keepalive('2147483648').problems, problem);
+  });
+
+  it('rejects an allow list that names no identity: it would refuse every client', () => {
+    const allow = (v: string) => parseConfigText(`${MINIMAL}  ca_file: ca.crt\n  allow: ${v}\n`, 'p.yaml').problems;
+    const problem = ['p.yaml:5: tls.allow: names no identity, so no client would be served: list at least one cn, dns_san or uri_san, or leave allow null to serve every client the CA signed'];
+    assert.deepEqual(allow('{}'), problem);
+    assert.deepEqual(allow('{ cn: [], uri_san: [] }'), problem);
+    assert.deepEqual(allow('{ uri_san: ["spiffe://prod/app"] }'), []);
+    assert.deepEqual(allow('null'), []);
   });
 
   it('rejects an admin port that clashes with the listener, unless they bind different addresses', () => {
