@@ -3,7 +3,7 @@
 // See docs/performance.md. Everything listens on 127.0.0.1 on free ports; every load is bounded
 // in count and time; every process started here is stopped by PID on exit and on Ctrl-C.
 //
-//   npm run bench [-- --rounds N | --quick | --only native,haproxy,stunnel,proxy |
+//   npm run bench [-- --rounds N | --quick | --only native,haproxy,stunnel,proxy[,pipe] |
 //                     --workers N | --node PATH|lts|MAJOR[,...] | --scanner ... | --tls-floor ...]
 //   node bench/run.mjs --help
 import { spawnSync } from 'node:child_process';
@@ -49,7 +49,9 @@ for (const [flag, script] of [['--scanner', 'scanner.mjs'], ['--tls-floor', 'tls
 const USAGE = `usage: node bench/run.mjs [options]        (npm run bench -- [options])
   --rounds N        rounds of interleaved runs (default 5; --quick: 1)
   --quick           1 round, small request counts (a development check, ~1-2 minutes)
-  --only LIST       comma-separated targets: native,haproxy,stunnel,proxy
+  --only LIST       comma-separated targets: native,haproxy,stunnel,proxy (the default), and pipe:
+                    a bare node:tls-to-net pipe forwarder under each --node binary, checking
+                    nothing (bench/pipe-forwarder.mjs), the floor of a proxy on Node's socket API
   --shapes LIST     comma-separated shapes (default all but the last): ${'get_p1,get_p16,set_p1,set_p16,get_16k,set_4k,churn,idle_rss,get_p16_missing'}
   --workers N       resp-tls-proxy 'workers' (default: unset, i.e. the proxy's default)
   --node SPEC       node binary for resp-tls-proxy: a path, 'current' (default), 'lts', or a major
@@ -127,13 +129,13 @@ if (opts.shapes) {
   for (const w of want) if (!SHAPES.some((s) => s.id === w)) fail(`unknown shape '${w}'`);
   shapes = SHAPES.filter((s) => want.includes(s.id));
 }
-const TARGET_IDS = ['native', 'haproxy', 'stunnel', 'proxy'];
+const TARGET_IDS = ['native', 'haproxy', 'stunnel', 'proxy', 'pipe'];
 let only = null;
 if (opts.only) {
   only = opts.only.split(',').map((s) => (s.trim() === 'resp-tls-proxy' ? 'proxy' : s.trim()));
   for (const o of only) if (!TARGET_IDS.includes(o)) fail(`unknown target '${o}' (use ${TARGET_IDS.join(',')})`);
 }
-const wanted = (id) => !only || only.includes(id);
+const wanted = (id) => (!only && id !== 'pipe') || (only !== null && only.includes(id));
 
 function fail(msg) {
   console.error(`bench: ${msg}`);
@@ -350,6 +352,18 @@ async function startProxy(nodeBin, backendPort) {
   return instance(child, port, { adminPort });
 }
 
+async function startPipe(nodeBin, backendPort) {
+  const [port] = await freePorts(1);
+  const logFile = path.join(WORK, `pipe-${++instanceSeq}.log`);
+  const script = path.join(ROOT, 'bench', 'pipe-forwarder.mjs');
+  const child = spawnTracked('pipe forwarder', nodeBin, [script, String(port), String(backendPort), CERT, KEY], { logFile, cwd: ROOT });
+  if (!(await waitTlsReady(port, CA_PEM, { timeoutMs: 20_000, isDead: () => !isAlive(child) }))) {
+    await stopChild(child);
+    throw new Error(`pipe forwarder did not start: ${tail(logFile, 8)}`);
+  }
+  return instance(child, port);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
@@ -512,7 +526,7 @@ async function main() {
       startFresh: () => startStunnel(plainPort),
     });
   }
-  if (wanted('proxy')) {
+  if (wanted('proxy') || wanted('pipe')) {
     const specs = (opts.node ?? 'current').split(',').map((s) => s.trim()).filter(Boolean);
     for (const spec of specs) {
       let bin;
@@ -535,14 +549,26 @@ async function main() {
       let id = multi ? `proxy-node${major}` : 'proxy';
       for (let n = 2; defs.some((d) => d.id === id); n++) id = `proxy-node${major}-${n}`;
       const named = /^(current|lts|\d+)$/.test(spec) ? `node ${v}` : `node ${v}, ${path.basename(spec)}`;
-      defs.push({
-        id,
-        label: multi || spec !== 'current' ? `resp-tls-proxy (${named})` : 'resp-tls-proxy',
-        version: v,
-        nodeBin: bin,
-        start: () => startProxy(bin, plainPort),
-        startFresh: () => startProxy(bin, plainPort),
-      });
+      if (wanted('proxy')) {
+        defs.push({
+          id,
+          label: multi || spec !== 'current' ? `resp-tls-proxy (${named})` : 'resp-tls-proxy',
+          version: v,
+          nodeBin: bin,
+          start: () => startProxy(bin, plainPort),
+          startFresh: () => startProxy(bin, plainPort),
+        });
+      }
+      if (wanted('pipe')) {
+        defs.push({
+          id: id.replace(/^proxy/, 'pipe'),
+          label: `Node pipe forwarder (${named})`,
+          version: v,
+          nodeBin: bin,
+          start: () => startPipe(bin, plainPort),
+          startFresh: () => startPipe(bin, plainPort),
+        });
+      }
       versions[`node (proxy${multi ? ` ${major}` : ''})`] = v;
     }
   }
