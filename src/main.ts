@@ -67,7 +67,7 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
     log.level = next.log.level;
     const ignored = restartOnlyChanges(state.current, next);
     if (ignored.length > 0) log.warn({ keys: ignored }, 'these changes take effect only on restart');
-    state.current = next;
+    state.current = keepRestartOnly(state.current, next); // what runs: said again at the next reload
   });
   reloader.watchCertificates(config);
   process.on('SIGHUP', () => reloader.reload('SIGHUP'));
@@ -283,6 +283,7 @@ function summed(lists: MetricList[]): MetricList {
 }
 
 async function runPrimary(config: Config, configPath: string, count: number, log: Logger): Promise<void> {
+  loadTlsMaterial(config.tls); // files that do not load: one ConfigError here (exit 2), not one per worker
   const cpus = os.availableParallelism();
   if (count > cpus) log.warn({ workers: count, cpus }, 'more workers than CPUs: each one costs memory, none adds throughput');
   const workerMetrics = new WorkerMetrics(log);

@@ -6,7 +6,7 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { LineCounter, isMap, isScalar, parseDocument, type Document } from 'yaml';
+import { LineCounter, isMap, isNode, isScalar, isSeq, parseDocument, type Document } from 'yaml';
 import type * as z from 'zod';
 import { configSchema, type Config } from './schema.js';
 import { needsDevCertificate } from './devcert.js';
@@ -68,6 +68,13 @@ function analyze(text: string, file: string): Analysis {
     let node: unknown = doc.contents;
     let line = 1;
     for (const key of keyPath) {
+      if (isSeq(node) && typeof key === 'number') {
+        const item: unknown = node.items[key];
+        if (!isNode(item)) break;
+        if (item.range) line = lineAt(item.range[0]);
+        node = item;
+        continue;
+      }
       if (!isMap(node)) break;
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(key));
       if (!pair) break;
@@ -162,7 +169,8 @@ export function loadConfigFile(file: string): Config {
   return resolveConfigPaths(config, file);
 }
 
-type TlsKey = 'cert_file' | 'key_file' | 'ca_file' | null;
+/** Where under `tls` a problem is: a key of its own, an SNI entry's key, or the section (null). */
+type TlsKey = 'cert_file' | 'key_file' | 'ca_file' | readonly ['sni', number, 'cert_file'] | null;
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -177,6 +185,14 @@ async function readTlsFile(file: string, report: (problem: string) => void): Pro
     report(`cannot read ${file}: ${errnoText(err)}`);
     return null;
   }
+}
+
+/** A served certificate must be valid now: the proxy would serve it, and verifying clients refuse it. */
+function datesProblem(cert: X509Certificate, now: number, report: (problem: string) => void): void {
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  if (to < now) report(`certificate expired on ${new Date(to).toISOString()}`);
+  else if (from > now) report(`certificate is not valid before ${new Date(from).toISOString()}`);
 }
 
 /** Problems with the certificate, key and CA files of an already valid (path-resolved) config. */
@@ -201,12 +217,7 @@ async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Ar
       } catch (err) {
         certProblem(`${tls.cert_file} is not a valid PEM certificate: ${(err as Error).message}`);
       }
-      if (cert) {
-        const from = Date.parse(cert.validFrom);
-        const to = Date.parse(cert.validTo);
-        if (to < now) certProblem(`certificate expired on ${new Date(to).toISOString()}`);
-        else if (from > now) certProblem(`certificate is not valid before ${new Date(from).toISOString()}`);
-      }
+      if (cert) datesProblem(cert, now, certProblem);
     }
 
     const keyProblem = reporter('key_file');
@@ -237,6 +248,16 @@ async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Ar
       } catch (err) {
         caProblem(`${tls.ca_file} is not a valid PEM certificate: ${(err as Error).message}`);
       }
+    }
+  }
+
+  // The dates of every tls.sni certificate (reading and parsing them is left to the last word).
+  for (const [i, entry] of tls.sni.entries()) {
+    try {
+      const cert = parseCertificates((await readFile(entry.cert_file)).toString('utf8'))[0];
+      if (cert) datesProblem(cert, now, reporter(['sni', i, 'cert_file']));
+    } catch {
+      // unreadable or unparsable: loadTlsMaterial below names it
     }
   }
 
@@ -278,7 +299,7 @@ export async function checkConfigFile(file: string): Promise<string[]> {
   const config = resolveConfigPaths(analysis.config, file);
   const problems: Problem[] = [];
   for (const { key, problem } of await tlsFileProblems(config.tls)) {
-    const keyPath = key ? ['tls', key] : ['tls'];
+    const keyPath = key === null ? ['tls'] : typeof key === 'string' ? ['tls', key] : ['tls', ...key];
     problems.push(problemAt(file, analysis.lineOf(keyPath), keyPath, problem));
   }
   problems.sort((a, b) => a.line - b.line);

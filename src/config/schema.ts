@@ -67,7 +67,7 @@ export const configSchema = z
           .boolean()
           .default(false)
           .describe(
-            'When cert_file or key_file is missing, generate a self-signed development certificate there. Never in production.',
+            'When both cert_file and key_file are missing, generate a self-signed development certificate there (with one of them present, nothing is generated and the missing one is reported). Never in production.',
           ),
         allow: z
           .strictObject({

@@ -8,7 +8,7 @@ export const PREFIX = 'resp_tls_proxy_';
 
 export const LIMIT_LABELS: readonly LimitLabel[] = ['max_multibulk_len', 'max_bulk_len', 'max_inline_len', 'syntax'];
 
-export const HANDSHAKE_FAILURE_REASONS = ['timeout', 'reset', 'client_certificate', 'server_certificate', 'not_allowed', 'version', 'protocol', 'other'] as const;
+export const HANDSHAKE_FAILURE_REASONS = ['timeout', 'reset', 'client_certificate', 'server_certificate', 'not_allowed', 'version', 'protocol', 'socket_limit', 'other'] as const;
 export type HandshakeFailureReason = (typeof HANDSHAKE_FAILURE_REASONS)[number];
 
 export type Metrics = ReturnType<typeof createMetrics>;

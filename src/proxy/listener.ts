@@ -62,6 +62,7 @@ export class Listener {
       SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
     this.server.maxConnections = this.socketCap(config);
+    this.server.on('drop', () => metrics.handshakeFailures.labels('socket_limit').inc());
     metrics.certExpiry.set(material.expiresAt);
     this.server.on('connection', (raw: Timed) => {
       raw[kAcceptedAt] = performance.now();
@@ -149,7 +150,8 @@ export class Listener {
    * Sockets the listener holds at most, handshaking or not. max_clients counts only connections
    * past the handshake (they get the "-ERR max number of clients reached" reply); this bounds a
    * flood of handshakes that never finish, with room for the over-limit replies. Past it the
-   * kernel connection is closed at once.
+   * kernel connection is closed at once, without a word (no TLS yet to say it in), and counted as
+   * tls_handshake_failures_total{reason="socket_limit"}.
    */
   private socketCap(config: Config): number {
     return clientsPerProcess(config, this.place) * 2 + 100;

@@ -3,15 +3,17 @@
 // sent reaches the backend; the clients already connected keep working, and once one leaves a
 // new client is served. A client turned away holds no place while it is closed.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import tls from 'node:tls';
 import { describe, test } from 'node:test';
-import { waitFor } from '../helpers/common.js';
+import { sleep, waitFor } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { metricValue, waitForMetric } from '../helpers/proxy.js';
 import { encodeCommand } from '../helpers/resp.js';
 import { describe as showResult, strictClient } from '../helpers/strict-client.js';
 
 const CLOSES = 'resp_tls_proxy_client_closes_total';
+const FAILURES = 'resp_tls_proxy_tls_handshake_failures_total';
 const MAX_CLIENTS_REPLY = '-ERR max number of clients reached\r\n';
 
 /** A long-lived TLS client: one command at a time, one reply line each. */
@@ -140,5 +142,40 @@ describe('limits.max_clients: 3', { timeout: 120_000 }, () => {
     assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'max_clients' }), 3, text);
     assert.equal(metricValue(text, CLOSES, { mode: 'abrupt', reason: 'max_clients' }), 0, text);
     assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'client_closed' }), 6, text);
+  });
+});
+
+describe('the socket cap: 2 × max_clients + 100 sockets per process, handshaking ones included', { timeout: 60_000 }, () => {
+  const stack = useStack({ proxy: () => ({ limits: { max_clients: 1 }, tls: { handshake_timeout_ms: 60_000 } }) });
+
+  test('the connection past it is closed at once, before TLS, and counted as reason="socket_limit"; once they leave, clients are served', { timeout: 45_000 }, async (t) => {
+    const CAP = 2 * 1 + 100;
+    const raw: net.Socket[] = [];
+    t.after(() => raw.forEach((s) => s.destroy()));
+    // Plain TCP connections that never start a handshake, one after another so the last is accepted last.
+    const connect = () => new Promise<net.Socket>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: stack.proxy.port }, () => resolve(s));
+      s.on('error', reject);
+    });
+    for (let i = 0; i < CAP; i++) raw.push(await connect());
+    const over = await connect();
+    raw.push(over);
+    const closedAt = await new Promise<number>((resolve) => {
+      const t0 = Date.now();
+      over.on('close', () => resolve(Date.now() - t0));
+      over.on('error', () => undefined);
+      over.resume();
+    });
+    assert.ok(closedAt < 5_000, `closed after ${closedAt} ms`);
+    await waitForMetric(stack.proxy, FAILURES, { reason: 'socket_limit' }, (v) => v === 1, 5_000);
+    // The ones under the cap are still open.
+    assert.equal(raw.slice(0, CAP).filter((s) => s.destroyed).length, 0);
+
+    for (const s of raw.splice(0)) s.destroy();
+    await sleep(500); // for the proxy to see them go
+    const client = await Held.open(stack.proxy.port);
+    t.after(() => client.close());
+    assert.equal(await client.command(['PING']), '+PONG', logTail(stack.proxy));
+    assert.equal(metricValue(await stack.proxy.metrics(), FAILURES, { reason: 'socket_limit' }), 1);
   });
 });

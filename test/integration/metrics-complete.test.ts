@@ -42,7 +42,7 @@ const EXPECTED_TYPES: Record<string, string> = {
 const BOUNDED: Record<string, Record<string, readonly string[] | null>> = {
   client_closes_total: { mode: ['graceful', 'abrupt'], reason: CLOSE_REASONS },
   protocol_errors_total: { limit: ['max_multibulk_len', 'max_bulk_len', 'max_inline_len', 'syntax'] },
-  tls_handshake_failures_total: { reason: ['timeout', 'reset', 'client_certificate', 'server_certificate', 'not_allowed', 'version', 'protocol', 'other'] },
+  tls_handshake_failures_total: { reason: ['timeout', 'reset', 'client_certificate', 'server_certificate', 'not_allowed', 'version', 'protocol', 'socket_limit', 'other'] },
   bytes_total: { direction: ['to_backend', 'to_client'] },
   reloads_total: { result: ['success', 'error'] },
   build_info: { version: [VERSION] },

@@ -130,6 +130,9 @@ describe('SIGHUP: log.level applies at once; restart-only keys are named in a wa
     process.kill(p.pid, 'SIGHUP');
     const warning = await waitFor('the restart-only warning', () => p.logs().find((r) => r.msg === 'these changes take effect only on restart'), 5_000);
     assert.deepEqual(warning.keys, ['tls.handshake_timeout_ms'], logTail(p));
+    // Still not applied at the next reload: said again, not only the first time.
+    process.kill(p.pid, 'SIGHUP');
+    await waitFor('the restart-only warning again', () => p.logs().filter((r) => r.msg === 'these changes take effect only on restart').length === 2, 5_000);
     await ping();
     await sleep(500);
     assert.equal(closes(), 1, `a close was logged at info after log.level warn\n${logTail(p)}`);

@@ -163,9 +163,14 @@ describe('resp-tls-proxy arguments', () => {
     await writeFile(noCa, `${ports}tls:\n  cert_file: a.crt\n  key_file: a.key\n  ca_file: good.yaml\n`);
     const missing = path.join(dir, 'run-missing.yaml');
     await writeFile(missing, `${ports}tls:\n  cert_file: none.crt\n  key_file: a.key\n`);
-    const [m, c, n] = await Promise.all([cli(['--config', mismatched]), cli(['--config', noCa]), cli(['--config', missing])]);
+    // With workers, the primary loads them before it forks: one line, exit 2 (not each worker's, then 1).
+    const workers = path.join(dir, 'run-mismatch-workers.yaml');
+    await writeFile(workers, `${ports}workers: 2\ntls:\n  cert_file: a.crt\n  key_file: b.key\n`);
+    const [m, c, n, w] = await Promise.all([cli(['--config', mismatched]), cli(['--config', noCa]), cli(['--config', missing]), cli(['--config', workers])]);
     assert.equal(m.code, 2, m.stderr);
     assert.match(m.stderr, /^tls\.cert_file, tls\.key_file \(.*a\.crt, .*b\.key\): .*key values mismatch\n$/);
+    assert.equal(w.code, 2, w.stderr);
+    assert.equal(w.stderr, m.stderr);
     // OpenSSL takes a CA file without a certificate in silence; then no client certificate verifies.
     assert.equal(c.code, 2, c.stderr);
     assert.match(c.stderr, /^tls\.ca_file: .*good\.yaml holds no PEM certificate\n$/);

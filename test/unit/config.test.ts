@@ -318,6 +318,28 @@ describe('checkConfigFile', () => {
     assert.match(problems[0]!, new RegExp(`^${file}:2: tls\\.cert_file: certificate expired on `));
   });
 
+  it('reports an expired or not yet valid tls.sni certificate, at its entry', async () => {
+    const good = await writePair('sni-main');
+    const expired = await writePair('sni-expired', { notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+    const future = await writePair('sni-future', { notBefore: new Date(Date.now() + 86_400_000), notAfter: new Date(Date.now() + 10 * 86_400_000) });
+    const file = await writeTmp('sni-expired.yaml', [
+      'tls:',
+      `  cert_file: ${good.cert}`,
+      `  key_file: ${good.key}`,
+      '  sni:',
+      `    - { servername: a.test, cert_file: ${good.cert}, key_file: ${good.key} }`,
+      '    - servername: b.test',
+      `      cert_file: ${expired.cert}`,
+      `      key_file: ${expired.key}`,
+      `    - { servername: c.test, cert_file: ${future.cert}, key_file: ${future.key} }`,
+      '',
+    ].join('\n'));
+    const problems = await checkConfigFile(file);
+    assert.equal(problems.length, 2, problems.join('\n'));
+    assert.match(problems[0]!, new RegExp(`^${file}:7: tls\\.sni\\.1\\.cert_file: certificate expired on `));
+    assert.match(problems[1]!, new RegExp(`^${file}:9: tls\\.sni\\.2\\.cert_file: certificate is not valid before `));
+  });
+
   it('accepts a valid CA file', async () => {
     const server = await writePair('ca-server');
     const ca = await writePair('ca-ca');
