@@ -51,7 +51,7 @@ const USAGE = `usage: node bench/run.mjs [options]        (npm run bench -- [opt
   --quick           1 round, small request counts (a development check, ~1-2 minutes)
   --only LIST       comma-separated targets: native,haproxy,stunnel,proxy (the default), and pipe:
                     a bare node:tls-to-net pipe forwarder under each --node binary, checking
-                    nothing (bench/pipe-forwarder.mjs), the floor of a proxy on Node's socket API
+                    nothing (bench/pipe-forwarder.mjs): a baseline for Node's socket API alone
   --shapes LIST     comma-separated shapes (default all but the last): ${'get_p1,get_p16,set_p1,set_p16,get_16k,set_4k,churn,idle_rss,get_p16_missing'}
   --workers N       resp-tls-proxy 'workers' (default: unset, i.e. the proxy's default)
   --node SPEC       node binary for resp-tls-proxy: a path, 'current' (default), 'lts', or a major
@@ -450,6 +450,9 @@ async function checkKeys() {
 }
 
 async function main() {
+  // What was built and is measured: taken now, as src may be edited while the run goes on.
+  const gitRev = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || 'unknown';
+  const gitDirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout.trim() ? '+dirty src' : '';
   installExitHandlers();
   const t0 = Date.now();
   fs.mkdirSync(SCRATCH, { recursive: true });
@@ -693,8 +696,6 @@ async function main() {
   notes.push(`HAProxy: TCP mode, default thread count; stunnel: TCP_NODELAY both sides; resp-tls-proxy workers: ${opts.workers ?? 'default (unset)'}.`);
 
   const cpu = /model name\s*:\s*(.*)/.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
-  const gitRev = spawnSync('git', ['-C', ROOT, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || 'unknown';
-  const gitDirty = spawnSync('git', ['-C', ROOT, 'status', '--porcelain', '--', 'src'], { encoding: 'utf8' }).stdout.trim() ? '+dirty src' : '';
   const meta = {
     date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
     command: `node bench/run.mjs ${process.argv.slice(2).join(' ')}`.trim(),

@@ -5,9 +5,10 @@ import { ConfigError, loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
-import { loadTlsMaterial, tlsFiles, tlsFingerprint, type TlsMaterial } from './config/tls.js';
+import { loadTlsMaterial, readTlsFilesAsync, tlsFiles, tlsFingerprint, type TlsFileBytes, type TlsMaterial } from './config/tls.js';
 import type { Listener } from './proxy/listener.js';
 
+/** A folder event is looked at this long after it (later events do not push the look back). */
 const CERT_WATCH_DEBOUNCE_MS = 250;
 /**
  * Certificate files that do not load after a folder event are looked at once more after this
@@ -24,11 +25,14 @@ const CERT_SETTLE_MS = 2000;
 export class Reloader {
   private watchers: FSWatcher[] = [];
   private poll: NodeJS.Timeout | null = null;
+  /** The next look at the certificate files: after a folder event, or the settle retry. */
   private timer: NodeJS.Timeout | null = null;
+  private timerIsSettle = false;
+  /** A look is reading the files (off the event loop); another one waits for it. */
+  private looking = false;
+  private lookAgain = false;
   private current: Config;
   private lastFingerprint: string;
-  /** The content whose reload last failed: looked at again only once it changes (polls would repeat the failure). */
-  private failedFingerprint: string | null = null;
   private stopped = false;
 
   /** `served`: the config and the fingerprint of the TLS material the listener serves. */
@@ -59,11 +63,15 @@ export class Reloader {
     return this.apply(next, trigger);
   }
 
-  /** `mayRetry`: a failure is only logged at debug level and not counted (the caller looks again). */
-  private apply(next: Config, trigger: string, mayRetry = false): boolean {
+  /**
+   * `files`: the TLS files' bytes, already read (or why they could not be). `mayRetry`: a failure
+   * is only logged at debug level and not counted (the caller looks again).
+   */
+  private apply(next: Config, trigger: string, mayRetry = false, files?: TlsFileBytes | Error): boolean {
     let material: TlsMaterial;
     try {
-      material = loadTlsMaterial(next.tls);
+      if (files instanceof Error) throw files;
+      material = loadTlsMaterial(next.tls, files);
     } catch (err) {
       if (mayRetry) {
         this.log.debug({ trigger, err: (err as Error).message }, 'certificates do not load yet; looking again shortly');
@@ -74,7 +82,6 @@ export class Reloader {
     this.listener.reload(next, material);
     this.current = next;
     this.lastFingerprint = material.fingerprint;
-    this.failedFingerprint = null;
     this.metrics.reloads.labels('success').inc();
     this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
     this.onConfig(next);
@@ -94,13 +101,14 @@ export class Reloader {
    * a symlink in the folder, which a watch on the old file would never see. And read the files
    * every tls.poll_interval_ms, for changes no folder event reports: a symlink swapped above the
    * folder (`current -> v2`), a filesystem without inotify (NFS), a folder removed and made again.
+   * Files that stay broken are reported at every poll, so the reload-failure alert holds.
    */
   watchCertificates(config: Config): void {
     this.unwatch();
     if (this.stopped) return;
     if (config.tls.poll_interval_ms > 0) {
       this.poll = setInterval(() => {
-        if (this.timer === null) this.lookAtCertificates(0, true); // else a look is due anyway
+        if (this.timer === null) void this.look(true); // else a look is due anyway
       }, config.tls.poll_interval_ms).unref();
     }
     const dirs = new Set(tlsFiles(config.tls).map((f) => path.dirname(f)));
@@ -126,33 +134,53 @@ export class Reloader {
     this.watchers = [];
     if (this.poll !== null) clearInterval(this.poll);
     this.poll = null;
+    this.cancelLook();
+  }
+
+  private cancelLook(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
   }
 
+  /** A folder event: look soon. A burst of events is one look, which they do not push back. */
   private certificatesTouched(): void {
-    this.lookAtCertificates(CERT_WATCH_DEBOUNCE_MS, true);
+    if (this.timer !== null && !this.timerIsSettle) return;
+    this.lookAfter(CERT_WATCH_DEBOUNCE_MS, true);
   }
 
-  private lookAtCertificates(afterMs: number, firstLook: boolean): void {
-    if (this.timer !== null) clearTimeout(this.timer);
+  private lookAfter(ms: number, firstLook: boolean): void {
+    this.cancelLook();
+    this.timerIsSettle = !firstLook;
     this.timer = setTimeout(() => {
       this.timer = null;
-      let fingerprint: string;
-      try {
-        fingerprint = tlsFingerprint(this.current.tls); // bytes only; apply() parses
-      } catch {
-        fingerprint = ''; // unreadable now: apply() reports why
-      }
-      // Only a real change counts: editors and kubelet touch files without changing them.
-      if (fingerprint === this.lastFingerprint) {
-        this.failedFingerprint = null; // back as served: a new break is news
-        return;
-      }
-      if (fingerprint === this.failedFingerprint) return; // already reported, unchanged since
-      if (this.apply(this.current, 'certificate files changed', firstLook)) return;
-      if (firstLook) this.lookAtCertificates(CERT_SETTLE_MS, false);
-      else this.failedFingerprint = fingerprint;
-    }, afterMs);
+      void this.look(firstLook);
+    }, ms);
+  }
+
+  /** Read the files; reload them if their bytes are not what is served. */
+  private async look(firstLook: boolean): Promise<void> {
+    if (this.looking) {
+      this.lookAgain = true; // whatever changed may have come after that read
+      return;
+    }
+    this.looking = true;
+    const config = this.current;
+    let files: TlsFileBytes | Error;
+    try {
+      files = await readTlsFilesAsync(config.tls);
+    } catch (err) {
+      files = err as Error; // unreadable now: apply() reports it
+    }
+    this.looking = false;
+    if (this.stopped) return;
+    if (this.lookAgain) {
+      this.lookAgain = false;
+      return this.lookAfter(0, true);
+    }
+    if (config !== this.current) return; // a SIGHUP reloaded meanwhile
+    // Only a real change counts: editors and kubelet touch files without changing them.
+    if (!(files instanceof Error) && tlsFingerprint(files) === this.lastFingerprint) return;
+    if (this.apply(config, 'certificate files changed', firstLook, files)) return;
+    if (firstLook) this.lookAfter(CERT_SETTLE_MS, false);
   }
 }

@@ -170,7 +170,7 @@ export function loadConfigFile(file: string): Config {
 }
 
 /** Where under `tls` a problem is: a key of its own, an SNI entry's key, or the section (null). */
-type TlsKey = 'cert_file' | 'key_file' | 'ca_file' | readonly ['sni', number, 'cert_file'] | null;
+type TlsKey = 'cert_file' | 'key_file' | 'ca_file' | readonly ['sni', number, 'cert_file' | 'key_file'] | null;
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -195,49 +195,51 @@ function datesProblem(cert: X509Certificate, now: number, report: (problem: stri
   else if (from > now) report(`certificate is not valid before ${new Date(from).toISOString()}`);
 }
 
+/** Every problem of one certificate and its key: unreadable, not PEM, encrypted, mismatched, not valid now. */
+async function pairProblems(
+  certFile: string,
+  keyFile: string,
+  certKey: string,
+  certProblem: (problem: string) => void,
+  keyProblem: (problem: string) => void,
+  now: number,
+): Promise<void> {
+  let cert: X509Certificate | null = null;
+  let key: KeyObject | null = null;
+  const certPem = await readTlsFile(certFile, certProblem);
+  if (certPem) {
+    try {
+      const chain = parseCertificates(certPem.toString('utf8'));
+      if (chain.length === 0) certProblem(`${certFile} holds no PEM certificate`);
+      cert = chain[0] ?? null;
+    } catch (err) {
+      certProblem(`${certFile} is not a valid PEM certificate: ${(err as Error).message}`);
+    }
+    if (cert) datesProblem(cert, now, certProblem);
+  }
+  const keyPem = await readTlsFile(keyFile, keyProblem);
+  if (keyPem) {
+    try {
+      key = createPrivateKey(keyPem);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      keyProblem(
+        e.code === 'ERR_MISSING_PASSPHRASE'
+          ? `${keyFile} is encrypted; passphrase-protected keys are not supported`
+          : `${keyFile} is not a valid PEM private key: ${e.message}`,
+      );
+    }
+  }
+  if (cert && key && !cert.checkPrivateKey(key)) keyProblem(`${keyFile} does not match the certificate in ${certKey}`);
+}
+
 /** Problems with the certificate, key and CA files of an already valid (path-resolved) config. */
 async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Array<{ key: TlsKey; problem: string }>> {
   const out: Array<{ key: TlsKey; problem: string }> = [];
   const reporter = (key: TlsKey) => (problem: string) => void out.push({ key, problem });
 
   const willGenerate = needsDevCertificate(tls);
-  let cert: X509Certificate | null = null;
-  let certPem: Buffer | null = null;
-  let key: KeyObject | null = null;
-  let keyPem: Buffer | null = null;
-
-  if (!willGenerate) {
-    const certProblem = reporter('cert_file');
-    certPem = await readTlsFile(tls.cert_file, certProblem);
-    if (certPem) {
-      try {
-        const chain = parseCertificates(certPem.toString('utf8'));
-        if (chain.length === 0) certProblem(`${tls.cert_file} holds no PEM certificate`);
-        cert = chain[0] ?? null;
-      } catch (err) {
-        certProblem(`${tls.cert_file} is not a valid PEM certificate: ${(err as Error).message}`);
-      }
-      if (cert) datesProblem(cert, now, certProblem);
-    }
-
-    const keyProblem = reporter('key_file');
-    keyPem = await readTlsFile(tls.key_file, keyProblem);
-    if (keyPem) {
-      try {
-        key = createPrivateKey(keyPem);
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        keyProblem(
-          e.code === 'ERR_MISSING_PASSPHRASE'
-            ? `${tls.key_file} is encrypted; passphrase-protected keys are not supported`
-            : `${tls.key_file} is not a valid PEM private key: ${e.message}`,
-        );
-      }
-    }
-    if (cert && key && !cert.checkPrivateKey(key)) {
-      keyProblem(`${tls.key_file} does not match the certificate in tls.cert_file`);
-    }
-  }
+  if (!willGenerate) await pairProblems(tls.cert_file, tls.key_file, 'tls.cert_file', reporter('cert_file'), reporter('key_file'), now);
 
   if (tls.ca_file !== null) {
     const caProblem = reporter('ca_file');
@@ -251,19 +253,13 @@ async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Ar
     }
   }
 
-  // The dates of every tls.sni certificate (reading and parsing them is left to the last word).
   for (const [i, entry] of tls.sni.entries()) {
-    try {
-      const cert = parseCertificates((await readFile(entry.cert_file)).toString('utf8'))[0];
-      if (cert) datesProblem(cert, now, reporter(['sni', i, 'cert_file']));
-    } catch {
-      // unreadable or unparsable: loadTlsMaterial below names it
-    }
+    await pairProblems(entry.cert_file, entry.key_file, `tls.sni.${i}.cert_file`, reporter(['sni', i, 'cert_file']), reporter(['sni', i, 'key_file']), now);
   }
 
   // Last word to the loading the proxy itself does (OpenSSL included), for anything the checks
-  // above let through, and for every tls.sni certificate and key. (Not when the development pair
-  // is still to be generated: there is nothing to load yet.)
+  // above let through. (Not when the development pair is still to be generated: there is nothing
+  // to load yet.)
   if (out.length === 0 && !willGenerate) {
     try {
       loadTlsMaterial(tls);

@@ -2,6 +2,7 @@
 // contexts. One mechanism for start-up, reloads, the certificate watch and `--check`.
 import { X509Certificate, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
 import { ConfigError } from './error.js';
 import type { Config } from './schema.js';
@@ -79,9 +80,23 @@ export function readCertPair(
   return { options, notAfter: Date.parse(new X509Certificate(cert).validTo) / 1000 };
 }
 
-/** The bytes of every file tlsFiles() names, each read once. Throws a ConfigError naming one that is unreadable. */
-function readTlsFiles(cfg: Config['tls']): Map<string, Buffer> {
+/** The bytes of every file tlsFiles() names, by path. */
+export type TlsFileBytes = Map<string, Buffer>;
+
+/** Each file tlsFiles() names, read once. Throws a ConfigError naming one that is unreadable. */
+function readTlsFiles(cfg: Config['tls']): TlsFileBytes {
   return new Map(namedTlsFiles(cfg).map(([what, file]) => [file, named(what, () => readFileSync(file))]));
+}
+
+/**
+ * readTlsFiles() off the event loop (libuv's thread pool): a certificate watch that reads the
+ * files again and again must not stall every client when a network filesystem hangs.
+ */
+export async function readTlsFilesAsync(cfg: Config['tls']): Promise<TlsFileBytes> {
+  const read = ([what, file]: [string, string]) => readFile(file).then((bytes): [string, Buffer] => [file, bytes], (err: unknown) => {
+    throw namedError(what, err);
+  });
+  return new Map(await Promise.all(namedTlsFiles(cfg).map(read)));
 }
 
 /** `what` failed: a ConfigError that names it, with the cause (an unreadable file, OpenSSL's words). */
@@ -89,29 +104,28 @@ function named<T>(what: string, f: () => T): T {
   try {
     return f();
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new ConfigError([`${what}: ${e.code !== undefined && e.path !== undefined ? `cannot read ${e.path} (${e.code})` : e.message}`]);
+    throw namedError(what, err);
   }
 }
 
-/**
- * What the TLS files hold now, as one SHA-256: reads the bytes, parses nothing. Equal to the
- * fingerprint of the material loadTlsMaterial() would make from the same bytes. A digest, so no
- * copy of a private key outlives the load.
- */
-export function tlsFingerprint(cfg: Config['tls']): string {
-  return fingerprintOf(readTlsFiles(cfg));
+function namedError(what: string, err: unknown): ConfigError {
+  const e = err as NodeJS.ErrnoException;
+  return new ConfigError([`${what}: ${e.code !== undefined && e.path !== undefined ? `cannot read ${e.path} (${e.code})` : e.message}`]);
 }
 
-function fingerprintOf(files: Map<string, Buffer>): string {
+/**
+ * What the TLS files hold, as one SHA-256 of their bytes: equal to the fingerprint of the material
+ * loadTlsMaterial() makes from the same bytes. A digest, so no copy of a private key outlives the
+ * load.
+ */
+export function tlsFingerprint(files: TlsFileBytes): string {
   const h = createHash('sha256');
   for (const [file, bytes] of files) h.update(`${file}\0${bytes.length}\0`).update(bytes);
   return h.digest('hex');
 }
 
-/** Throws a ConfigError naming the key and file at fault. */
-export function loadTlsMaterial(cfg: Config['tls']): TlsMaterial {
-  const files = readTlsFiles(cfg);
+/** Throws a ConfigError naming the key and file at fault. `files`: bytes already read (else read now). */
+export function loadTlsMaterial(cfg: Config['tls'], files: TlsFileBytes = readTlsFiles(cfg)): TlsMaterial {
   const read = (f: string): Buffer => files.get(f)!;
   const base = baseOptions(cfg, read);
   if (cfg.ca_file !== null && !/-----BEGIN (TRUSTED )?CERTIFICATE-----/.test(read(cfg.ca_file).toString('latin1'))) {
@@ -123,5 +137,5 @@ export function loadTlsMaterial(cfg: Config['tls']): TlsMaterial {
   const sni = pairs
     .map(({ entry, pair }) => ({ servername: entry.servername.toLowerCase(), context: tls.createSecureContext(pair.options), backend: entry.backend }))
     .sort((a, b) => Number(a.servername.startsWith('*.')) - Number(b.servername.startsWith('*.')));
-  return { options: main.options, sni, expiresAt: Math.min(main.notAfter, ...pairs.map((p) => p.pair.notAfter)), fingerprint: fingerprintOf(files) };
+  return { options: main.options, sni, expiresAt: Math.min(main.notAfter, ...pairs.map((p) => p.pair.notAfter)), fingerprint: tlsFingerprint(files) };
 }

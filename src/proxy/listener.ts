@@ -29,13 +29,17 @@ function allowed(allow: NonNullable<Config['tls']['allow']>, cert: tls.PeerCerti
 }
 
 const kAcceptedAt = Symbol('acceptedAt');
-type Timed = Socket & { [kAcceptedAt]?: number };
+/** Closed at accept, past the socket cap: its handshake "failure" is already counted. */
+const kOverCap = Symbol('overCap');
+type Timed = Socket & { [kAcceptedAt]?: number; [kOverCap]?: true };
 
 export class Listener {
   private readonly server: tls.Server;
   private readonly sessions = new Set<Session>();
   /** The sessions started (not turned away): what limits.max_clients counts, as Redis counts clients. */
   private served = 0;
+  /** Every TCP connection held, handshaking or closing included (the socket cap). */
+  private sockets = 0;
   private config: Config;
   private material: TlsMaterial;
   private accepting = false;
@@ -61,14 +65,24 @@ export class Listener {
       rejectUnauthorized: config.tls.ca_file !== null,
       SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
-    this.server.maxConnections = this.socketCap(config);
-    this.server.on('drop', () => metrics.handshakeFailures.labels('socket_limit').inc());
     metrics.certExpiry.set(material.expiresAt);
-    this.server.on('connection', (raw: Timed) => {
+    // Before tls.Server wraps it. Not server.maxConnections: under node:cluster a worker at that
+    // limit hands the connection back to the primary, which offers it to the next worker, and
+    // again, in a loop without delay while every worker is full, and nothing is counted.
+    this.server.prependListener('connection', (raw: Timed) => {
+      if (this.sockets >= this.socketCap(this.config)) {
+        raw[kOverCap] = true;
+        metrics.handshakeFailures.labels('socket_limit').inc();
+        raw.destroy();
+        return;
+      }
+      this.sockets++;
+      raw.once('close', () => this.sockets--);
       raw[kAcceptedAt] = performance.now();
     });
     this.server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecureConnection(socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+      if ((socket as unknown as { _parent?: Timed })._parent?.[kOverCap]) return dropFailedHandshake(socket); // counted at accept
       // A client certificate that does not verify (another CA, expired) is not an OpenSSL error:
       // Node checks it after the handshake, destroys the socket and reports "socket hang up";
       // only authorizationError tells why.
@@ -108,7 +122,6 @@ export class Listener {
     // tls.Server reads these per connection: setting or clearing ca_file turns mTLS on or off.
     const mtls = config.tls.ca_file !== null;
     Object.assign(this.server, { requestCert: mtls, rejectUnauthorized: mtls });
-    this.server.maxConnections = this.socketCap(config);
     this.metrics.certExpiry.set(material.expiresAt);
     this.config = config;
     this.material = material;
@@ -150,7 +163,7 @@ export class Listener {
    * Sockets the listener holds at most, handshaking or not. max_clients counts only connections
    * past the handshake (they get the "-ERR max number of clients reached" reply); this bounds a
    * flood of handshakes that never finish, with room for the over-limit replies. Past it the
-   * kernel connection is closed at once, without a word (no TLS yet to say it in), and counted as
+   * connection is closed at accept, without a word (no TLS yet to say it in), and counted as
    * tls_handshake_failures_total{reason="socket_limit"}.
    */
   private socketCap(config: Config): number {

@@ -318,7 +318,7 @@ describe('checkConfigFile', () => {
     assert.match(problems[0]!, new RegExp(`^${file}:2: tls\\.cert_file: certificate expired on `));
   });
 
-  it('reports an expired or not yet valid tls.sni certificate, at its entry', async () => {
+  it('reports an expired or not yet valid tls.sni certificate, an unreadable or mismatched tls.sni key, each at its entry', async () => {
     const good = await writePair('sni-main');
     const expired = await writePair('sni-expired', { notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
     const future = await writePair('sni-future', { notBefore: new Date(Date.now() + 86_400_000), notAfter: new Date(Date.now() + 10 * 86_400_000) });
@@ -332,10 +332,15 @@ describe('checkConfigFile', () => {
       `      cert_file: ${expired.cert}`,
       `      key_file: ${expired.key}`,
       `    - { servername: c.test, cert_file: ${future.cert}, key_file: ${future.key} }`,
+      `    - { servername: d.test, cert_file: ${good.cert}, key_file: ${path.join(dir, 'absent.key')} }`,
+      `    - { servername: e.test, cert_file: ${good.cert}, key_file: ${expired.key} }`,
       '',
     ].join('\n'));
     const problems = await checkConfigFile(file);
-    assert.equal(problems.length, 2, problems.join('\n'));
+    assert.equal(problems.length, 4, problems.join('\n'));
+    // Every problem in one pass, each at its entry.
+    assert.match(problems[2]!, new RegExp(`^${file}:10: tls\\.sni\\.3\\.key_file: cannot read .*absent\\.key: ENOENT`));
+    assert.equal(problems[3], `${file}:11: tls.sni.4.key_file: ${expired.key} does not match the certificate in tls.sni.4.cert_file`);
     assert.match(problems[0]!, new RegExp(`^${file}:7: tls\\.sni\\.1\\.cert_file: certificate expired on `));
     assert.match(problems[1]!, new RegExp(`^${file}:9: tls\\.sni\\.2\\.cert_file: certificate is not valid before `));
   });
