@@ -11,9 +11,9 @@ import type { Listener } from './proxy/listener.js';
 /** A folder event is looked at this long after it (later events do not push the look back). */
 const CERT_WATCH_DEBOUNCE_MS = 250;
 /**
- * Certificate files that do not load after a folder event are looked at once more after this
- * long before it counts as a failed reload: a copy may still be under way (half a certificate, a
- * new certificate next to the old key). Another event in between starts over.
+ * Certificate files that do not load after a folder event (or at a poll) are looked at once more
+ * after this long before it counts as a failed reload: a copy may still be under way (half a
+ * certificate, a new certificate next to the old key).
  */
 const CERT_SETTLE_MS = 2000;
 
@@ -27,12 +27,13 @@ export class Reloader {
   private poll: NodeJS.Timeout | null = null;
   /** The next look at the certificate files: after a folder event, or the settle retry. */
   private timer: NodeJS.Timeout | null = null;
-  private timerIsSettle = false;
-  /** A look is reading the files (off the event loop); another one waits for it. */
+  /** A look is reading the files (off the event loop); a folder event meanwhile means one more. */
   private looking = false;
-  private lookAgain = false;
+  private changedDuringLook = false;
   private current: Config;
   private lastFingerprint: string;
+  /** The content whose reload last counted as failed: folder events alone do not count it again. */
+  private failedFingerprint: string | null = null;
   private stopped = false;
 
   /** `served`: the config and the fingerprint of the TLS material the listener serves. */
@@ -108,7 +109,7 @@ export class Reloader {
     if (this.stopped) return;
     if (config.tls.poll_interval_ms > 0) {
       this.poll = setInterval(() => {
-        if (this.timer === null) void this.look(true); // else a look is due anyway
+        if (this.timer === null && !this.looking) void this.look('poll'); // else a look is due or under way
       }, config.tls.poll_interval_ms).unref();
     }
     const dirs = new Set(tlsFiles(config.tls).map((f) => path.dirname(f)));
@@ -123,47 +124,48 @@ export class Reloader {
     }
   }
 
-  /** For good (shutdown): no more watching, and a SIGHUP is ignored. */
+  /** For good (shutdown): no more watching or looking, and a SIGHUP is ignored. */
   stop(): void {
     this.stopped = true;
     this.unwatch();
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
   }
 
+  /** The watches and the poll; a look already due stays due (it reads the config current then). */
   private unwatch(): void {
     for (const w of this.watchers) w.close();
     this.watchers = [];
     if (this.poll !== null) clearInterval(this.poll);
     this.poll = null;
-    this.cancelLook();
   }
 
-  private cancelLook(): void {
-    if (this.timer !== null) clearTimeout(this.timer);
-    this.timer = null;
-  }
-
-  /** A folder event: look soon. A burst of events is one look, which they do not push back. */
+  /**
+   * A folder event: look soon. A look already due (after another event, or the settle retry)
+   * is not pushed back, so a folder that never goes quiet is still looked at.
+   */
   private certificatesTouched(): void {
-    if (this.timer !== null && !this.timerIsSettle) return;
-    this.lookAfter(CERT_WATCH_DEBOUNCE_MS, true);
+    if (this.looking) this.changedDuringLook = true;
+    else if (this.timer === null) this.lookAfter(CERT_WATCH_DEBOUNCE_MS, 'event');
   }
 
-  private lookAfter(ms: number, firstLook: boolean): void {
-    this.cancelLook();
-    this.timerIsSettle = !firstLook;
+  private lookAfter(ms: number, why: Look): void {
+    if (this.timer !== null) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = null;
-      void this.look(firstLook);
+      void this.look(why);
     }, ms);
   }
 
-  /** Read the files; reload them if their bytes are not what is served. */
-  private async look(firstLook: boolean): Promise<void> {
-    if (this.looking) {
-      this.lookAgain = true; // whatever changed may have come after that read
-      return;
-    }
+  /**
+   * Read the files (off the event loop, one look at a time); reload them if their bytes are not
+   * what is served. A first look that fails is retried after CERT_SETTLE_MS before it counts;
+   * after a folder event, content that already failed is left alone (a busy folder would count
+   * it again and again); a poll counts it again.
+   */
+  private async look(why: Look): Promise<void> {
     this.looking = true;
+    this.changedDuringLook = false;
     const config = this.current;
     let files: TlsFileBytes | Error;
     try {
@@ -172,15 +174,29 @@ export class Reloader {
       files = err as Error; // unreadable now: apply() reports it
     }
     this.looking = false;
-    if (this.stopped) return;
-    if (this.lookAgain) {
-      this.lookAgain = false;
-      return this.lookAfter(0, true);
+    if (this.stopped || config !== this.current) return; // a SIGHUP reloaded meanwhile
+    try {
+      this.consider(config, files, why);
+    } catch (err) {
+      this.failed('certificate files changed', err); // not an unhandled rejection
     }
-    if (config !== this.current) return; // a SIGHUP reloaded meanwhile
+    if (this.changedDuringLook && this.timer === null) this.lookAfter(CERT_WATCH_DEBOUNCE_MS, 'event');
+  }
+
+  private consider(config: Config, files: TlsFileBytes | Error, why: Look): void {
     // Only a real change counts: editors and kubelet touch files without changing them.
-    if (!(files instanceof Error) && tlsFingerprint(files) === this.lastFingerprint) return;
+    const fingerprint = files instanceof Error ? `unreadable: ${files.message}` : tlsFingerprint(files);
+    if (fingerprint === this.lastFingerprint) {
+      this.failedFingerprint = null;
+      return;
+    }
+    if (why === 'event' && fingerprint === this.failedFingerprint) return;
+    const firstLook = why !== 'settle';
     if (this.apply(config, 'certificate files changed', firstLook, files)) return;
-    if (firstLook) this.lookAfter(CERT_SETTLE_MS, false);
+    if (firstLook) this.lookAfter(CERT_SETTLE_MS, 'settle');
+    else this.failedFingerprint = fingerprint;
   }
 }
+
+/** What a look at the certificate files follows from. */
+type Look = 'event' | 'poll' | 'settle';

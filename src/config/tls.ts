@@ -93,10 +93,17 @@ function readTlsFiles(cfg: Config['tls']): TlsFileBytes {
  * files again and again must not stall every client when a network filesystem hangs.
  */
 export async function readTlsFilesAsync(cfg: Config['tls']): Promise<TlsFileBytes> {
-  const read = ([what, file]: [string, string]) => readFile(file).then((bytes): [string, Buffer] => [file, bytes], (err: unknown) => {
-    throw namedError(what, err);
-  });
-  return new Map(await Promise.all(namedTlsFiles(cfg).map(read)));
+  const files: TlsFileBytes = new Map();
+  // One after another: a hung mount then holds one thread of the pool, not all four (DNS
+  // lookups for backend connections queue there too).
+  for (const [what, file] of namedTlsFiles(cfg)) {
+    try {
+      files.set(file, await readFile(file));
+    } catch (err) {
+      throw namedError(what, err);
+    }
+  }
+  return files;
 }
 
 /** `what` failed: a ConfigError that names it, with the cause (an unreadable file, OpenSSL's words). */

@@ -2,7 +2,7 @@
 // counts handshakes. New connections use the current config; a reload swaps it (and the
 // certificate) without touching connections already open.
 
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { clientsPerProcess, type Config, type WorkerPlace } from '../config/schema.js';
 import type { SniEntry, TlsMaterial } from '../config/tls.js';
@@ -29,11 +29,12 @@ function allowed(allow: NonNullable<Config['tls']['allow']>, cert: tls.PeerCerti
 }
 
 const kAcceptedAt = Symbol('acceptedAt');
-/** Closed at accept, past the socket cap: its handshake "failure" is already counted. */
-const kOverCap = Symbol('overCap');
-type Timed = Socket & { [kAcceptedAt]?: number; [kOverCap]?: true };
+type Timed = Socket & { [kAcceptedAt]?: number };
 
 export class Listener {
+  /** Accepts TCP connections and hands those under the socket cap to `server`. */
+  private readonly tcp: net.Server;
+  /** Does TLS on the connections handed to it; never listens itself. */
   private readonly server: tls.Server;
   private readonly sessions = new Set<Session>();
   /** The sessions started (not turned away): what limits.max_clients counts, as Redis counts clients. */
@@ -56,22 +57,24 @@ export class Listener {
     this.material = material;
     this.server = tls.createServer({
       ...material.options,
-      // Not allowHalfOpen: until the handshake completes a client's FIN must end the socket at
-      // once, or a client that connects and leaves holds it until handshakeTimeout. A Session
-      // turns half-open on for its own socket.
-      noDelay: true, // replies go out at once: no Nagle delay on the client side either
       handshakeTimeout: config.tls.handshake_timeout_ms,
       requestCert: config.tls.ca_file !== null,
       rejectUnauthorized: config.tls.ca_file !== null,
       SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
     metrics.certExpiry.set(material.expiresAt);
-    // Before tls.Server wraps it. Not server.maxConnections: under node:cluster a worker at that
-    // limit hands the connection back to the primary, which offers it to the next worker, and
-    // again, in a loop without delay while every worker is full, and nothing is counted.
-    this.server.prependListener('connection', (raw: Timed) => {
+    // The socket cap is counted here, before any TLS state exists (tls.Server takes injected
+    // connections, as its docs say). Not net.Server.maxConnections: under node:cluster a worker
+    // at that limit hands the connection back to the primary, which offers it to the next
+    // worker, and again, in a loop without delay while every worker is full, and nothing counts.
+    this.tcp = net.createServer({
+      // Not allowHalfOpen: until the handshake completes a client's FIN must end the socket at
+      // once, or a client that connects and leaves holds it until handshakeTimeout. A Session
+      // turns half-open on for its own socket.
+      noDelay: true, // replies go out at once: no Nagle delay on the client side either
+    });
+    this.tcp.on('connection', (raw: Timed) => {
       if (this.sockets >= this.socketCap(this.config)) {
-        raw[kOverCap] = true;
         metrics.handshakeFailures.labels('socket_limit').inc();
         raw.destroy();
         return;
@@ -79,10 +82,10 @@ export class Listener {
       this.sockets++;
       raw.once('close', () => this.sockets--);
       raw[kAcceptedAt] = performance.now();
+      this.server.emit('connection', raw);
     });
     this.server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecureConnection(socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
-      if ((socket as unknown as { _parent?: Timed })._parent?.[kOverCap]) return dropFailedHandshake(socket); // counted at accept
       // A client certificate that does not verify (another CA, expired) is not an OpenSSL error:
       // Node checks it after the handshake, destroys the socket and reports "socket hang up";
       // only authorizationError tells why.
@@ -92,20 +95,20 @@ export class Listener {
       this.log.debug({ reason, err: err.message, ...(certError ? { cert_error: String(certError) } : {}) }, 'TLS handshake failed');
       dropFailedHandshake(socket);
     });
-    this.server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
+    for (const server of [this.tcp, this.server]) server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
   }
 
   async listen(): Promise<AddressInfo> {
     const { host, port } = this.config.listen;
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
-        this.server.off('error', reject);
+      this.tcp.once('error', reject);
+      this.tcp.listen({ host, port }, () => {
+        this.tcp.off('error', reject);
         resolve();
       });
     });
     this.accepting = true;
-    return this.server.address() as AddressInfo;
+    return this.tcp.address() as AddressInfo;
   }
 
   get isAccepting(): boolean {
@@ -130,7 +133,7 @@ export class Listener {
   /** Stop accepting; open connections go on. */
   stopAccepting(): void {
     this.accepting = false;
-    this.server.close();
+    this.tcp.close();
   }
 
   /** Resolves when no connection is open, or after ms. */

@@ -257,7 +257,7 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     assert.equal(metricValue(m2, RELOADS, { result: 'success' }), success0 + 1, logTail(proxy));
   });
 
-  test('a folder that never goes quiet (another file written every 100 ms) still gets its certificate change looked at', { timeout: 60_000 }, async (t) => {
+  test('a folder that never goes quiet (another file written every 100 ms) still gets its certificate changes looked at: a good one is served, a broken one counted once', { timeout: 60_000 }, async (t) => {
     const dir = makeTempDir('resp-tls-proxy-busy-');
     const fresh = makeTempDir('resp-tls-proxy-busy-src-');
     await makeCert(dir, 30);
@@ -278,6 +278,18 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
       return c.fingerprint !== before.fingerprint ? c : null;
     }, 5_000, 100);
     assert.ok(after.validTo > before.validTo + 300 * 86400, logTail(proxy));
+
+    // A key of another certificate, with the noise still going: one failed reload, counted after
+    // the 2 s second look (events do not postpone it), and not again at every later event.
+    const errors0 = metricValue(await proxy.metrics(), RELOADS, { result: 'error' });
+    const other = makeTempDir('resp-tls-proxy-busy-other-');
+    await makeCert(other, 10);
+    cpSync(path.join(other, 'tls.key'), path.join(dir, 'tls.key.new'));
+    renameSync(path.join(dir, 'tls.key.new'), path.join(dir, 'tls.key'));
+    await waitForMetric(proxy, RELOADS, { result: 'error' }, (v) => v >= errors0 + 1, 6_000);
+    await sleep(3_000);
+    assert.equal(metricValue(await proxy.metrics(), RELOADS, { result: 'error' }), errors0 + 1, logTail(proxy));
+    assert.equal((await servedCert(proxy.port)).fingerprint, after.fingerprint, 'the last good certificate is still served');
   });
 
   test('a tls.sni certificate in its own folder is watched too: swapping it reloads, and the expiry gauge follows it', { timeout: 60_000 }, async (t) => {
