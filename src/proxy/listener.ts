@@ -9,7 +9,7 @@ import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
 import { isPeerGone } from './close-reason.js';
-import { Session, dropFailedHandshake, refuse } from './session.js';
+import { Session, dropWithoutTls, refuse } from './session.js';
 
 function matchSni(entries: readonly SniEntry[], servername: string | false | null | undefined): SniEntry | undefined {
   if (!servername) return undefined;
@@ -76,7 +76,7 @@ export class Listener {
     this.tcp.on('connection', (raw: Timed) => {
       if (this.sockets >= this.socketCap(this.config)) {
         metrics.handshakeFailures.labels('socket_limit').inc();
-        raw.destroy();
+        dropWithoutTls(raw);
         return;
       }
       this.sockets++;
@@ -93,7 +93,7 @@ export class Listener {
       const reason = certError ? 'client_certificate' : handshakeFailureReason(err);
       metrics.handshakeFailures.labels(reason).inc();
       this.log.debug({ reason, err: err.message, ...(certError ? { cert_error: String(certError) } : {}) }, 'TLS handshake failed');
-      dropFailedHandshake(socket);
+      dropWithoutTls(socket);
     });
     for (const server of [this.tcp, this.server]) server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
   }

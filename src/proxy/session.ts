@@ -12,6 +12,7 @@
 //      passes or close.drain_max_bytes are discarded; then destroy().
 // Phases 2 and 4 give up after close.drain_timeout_ms without progress.
 
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -570,11 +571,12 @@ function repeat(reply: Buffer, times: number): Buffer {
 }
 
 /**
- * A connection whose handshake failed: not a session, and no orderly TLS close is possible.
- * Node has destroyed the socket itself for OpenSSL errors and refused client certificates, but
- * not on a handshake timeout: there this call is what closes the connection.
+ * A connection without TLS to close in: one whose handshake failed (Node has destroyed the
+ * socket itself for OpenSSL errors and refused client certificates, but not on a handshake
+ * timeout: there this call is what closes the connection), or one past the listener's socket
+ * cap, closed before any TLS.
  */
-export function dropFailedHandshake(socket: TLSSocket): void {
+export function dropWithoutTls(socket: Socket): void {
   socket.destroy();
 }
 
