@@ -169,8 +169,8 @@ export function loadConfigFile(file: string): Config {
   return resolveConfigPaths(config, file);
 }
 
-/** Where under `tls` a problem is: a key of its own, an SNI entry's key, or the section (null). */
-type TlsKey = 'cert_file' | 'key_file' | 'ca_file' | readonly ['sni', number, 'cert_file' | 'key_file'] | null;
+/** Where under `tls` a problem is: a key (`['cert_file']`, `['sni', 1, 'key_file']`), or the section itself (`[]`). */
+type TlsKey = readonly (string | number)[];
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
@@ -239,10 +239,10 @@ async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Ar
   const reporter = (key: TlsKey) => (problem: string) => void out.push({ key, problem });
 
   const willGenerate = needsDevCertificate(tls);
-  if (!willGenerate) await pairProblems(tls.cert_file, tls.key_file, 'tls.cert_file', reporter('cert_file'), reporter('key_file'), now);
+  if (!willGenerate) await pairProblems(tls.cert_file, tls.key_file, 'tls.cert_file', reporter(['cert_file']), reporter(['key_file']), now);
 
   if (tls.ca_file !== null) {
-    const caProblem = reporter('ca_file');
+    const caProblem = reporter(['ca_file']);
     const caPem = await readTlsFile(tls.ca_file, caProblem);
     if (caPem) {
       try {
@@ -265,7 +265,7 @@ async function tlsFileProblems(tls: Config['tls'], now = Date.now()): Promise<Ar
       loadTlsMaterial(tls);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
-      for (const problem of err.problems) out.push({ key: null, problem });
+      for (const problem of err.problems) out.push({ key: [], problem });
     }
   }
   return out;
@@ -295,7 +295,7 @@ export async function checkConfigFile(file: string): Promise<string[]> {
   const config = resolveConfigPaths(analysis.config, file);
   const problems: Problem[] = [];
   for (const { key, problem } of await tlsFileProblems(config.tls)) {
-    const keyPath = key === null ? ['tls'] : typeof key === 'string' ? ['tls', key] : ['tls', ...key];
+    const keyPath = ['tls', ...key];
     problems.push(problemAt(file, analysis.lineOf(keyPath), keyPath, problem));
   }
   problems.sort((a, b) => a.line - b.line);
