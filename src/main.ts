@@ -4,7 +4,6 @@
 // process forks node:cluster workers that share the TLS listener; the primary serves the admin
 // endpoints, with /metrics summed across workers, forwards SIGHUP and the stop (SIGTERM, SIGINT:
 // as a message) to them and replaces a worker that dies.
-import os from 'node:os';
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
@@ -13,6 +12,7 @@ import { type Config, type WorkerPlace, keepRestartOnly, restartOnlyChanges, wor
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
 import { loadTlsMaterial } from './config/tls.js';
+import { usableCpus } from './config/cpus.js';
 import { Listener } from './proxy/listener.js';
 import { pingBackend } from './proxy/upstream.js';
 import { takeEarlySighup } from './early-sighup.js';
@@ -284,7 +284,7 @@ function summed(lists: MetricList[]): MetricList {
 
 async function runPrimary(config: Config, configPath: string, count: number, log: Logger): Promise<void> {
   loadTlsMaterial(config.tls); // files that do not load: one ConfigError here (exit 2), not one per worker
-  const cpus = os.availableParallelism();
+  const cpus = usableCpus();
   if (count > cpus) log.warn({ workers: count, cpus }, 'more workers than CPUs: each one costs memory, none adds throughput');
   const workerMetrics = new WorkerMetrics(log);
   const own = new Registry();

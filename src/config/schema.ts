@@ -2,8 +2,8 @@
 // generated from it (scripts/gen-schema.mjs), and config/default.yaml spells out its defaults.
 // Keys are snake_case, exactly as written in YAML. Every object is strict: an unknown key is an
 // error, never silently ignored.
-import os from 'node:os';
 import * as z from 'zod';
+import { usableCpus } from './cpus.js';
 
 // Node's timers hold at most 2^31 - 1 ms; a longer delay fires after 1 ms instead.
 const MAX_MS = 2147483647;
@@ -153,7 +153,7 @@ export const configSchema = z
       .prefault({})
       .describe('Graceful shutdown.'),
 
-    workers: nonNegativeInt().default(1).describe('Accepting processes; 0 = one per CPU.'),
+    workers: nonNegativeInt().default(1).describe('Accepting processes; 0 = one per CPU (within the cgroup CPU quota).'),
 
     admin: z
       .strictObject({
@@ -201,11 +201,12 @@ export function renderConfigJsonSchema(): string {
 }
 
 /**
- * How many processes accept connections: `workers`, with 0 meaning one per CPU, and no more than
+ * How many processes accept connections: `workers`, with 0 meaning one per usable CPU (the cgroup
+ * CPU quota counts: see cpus.ts), and no more than
  * limits.max_clients (a worker without a share of it would turn every client away).
  */
 export function workerCount(config: Config): number {
-  return Math.min(config.workers === 0 ? os.availableParallelism() : config.workers, config.limits.max_clients);
+  return Math.min(config.workers === 0 ? usableCpus() : config.workers, config.limits.max_clients);
 }
 
 /** An accepting process's place: `slot` from 0 to `of` - 1, among `of` processes (0 of 1 alone). */

@@ -8,6 +8,7 @@ import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { createSelfSignedCertificate, ensureDevCertificate } from '../../src/config/devcert.js';
 import { ConfigError, checkConfigFile, loadConfigFile, parseConfigText } from '../../src/config/load.js';
+import { cgroupCpuQuota, usableCpus } from '../../src/config/cpus.js';
 import { clientsPerProcess, configSchema, keepRestartOnly, renderConfigJsonSchema, restartOnlyChanges, workerCount } from '../../src/config/schema.js';
 
 const repoRoot = new URL('../../../', import.meta.url);
@@ -453,9 +454,62 @@ describe('workerCount', () => {
   it('is workers, one per CPU for 0, and never more than max_clients (a worker without a share would refuse everyone)', () => {
     const config = (workers: number, max: number) => configSchema.parse({ tls: { cert_file: 'c', key_file: 'k' }, workers, limits: { max_clients: max } });
     assert.equal(workerCount(config(4, 100)), 4);
-    assert.equal(workerCount(config(0, 10_000)), os.availableParallelism());
+    assert.equal(workerCount(config(0, 10_000)), usableCpus());
     assert.equal(workerCount(config(8, 3)), 3);
     assert.equal(workerCount(config(0, 1)), 1);
+  });
+});
+
+describe('usable CPUs: the cgroup CPU quota counts (Node 20 does not apply it to availableParallelism)', () => {
+  /** A /proc/self/cgroup and a /sys/fs/cgroup laid out under the temp dir. */
+  async function layout(name: string, membership: string, files: Record<string, string>) {
+    const root = path.join(dir, name);
+    for (const [rel, text] of Object.entries(files)) {
+      await mkdir(path.dirname(path.join(root, 'sys', rel)), { recursive: true });
+      await writeFile(path.join(root, 'sys', rel), text);
+    }
+    await mkdir(path.join(root, 'sys'), { recursive: true });
+    await writeFile(path.join(root, 'cgroup'), membership);
+    return { procSelfCgroup: path.join(root, 'cgroup'), cgroupRoot: path.join(root, 'sys') };
+  }
+
+  it('reads cgroup v2 cpu.max, the tightest of the folder and those above it', async () => {
+    const v2 = await layout('v2', '0::/kubepods/pod1/c1\n', {
+      'cpu.max': 'max 100000\n',
+      'kubepods/pod1/cpu.max': '150000 100000\n',
+      'kubepods/pod1/c1/cpu.max': 'max 100000\n',
+    });
+    assert.equal(cgroupCpuQuota(v2), 1.5);
+    const inner = await layout('v2-inner', '0::/a/b\n', { 'a/cpu.max': '400000 100000\n', 'a/b/cpu.max': '50000 100000\n' });
+    assert.equal(cgroupCpuQuota(inner), 0.5);
+    assert.equal(usableCpus(inner), 1, 'half a CPU still runs one worker');
+    const none = await layout('v2-none', '0::/\n', { 'cpu.max': 'max 100000\n' });
+    assert.equal(cgroupCpuQuota(none), null);
+    assert.equal(usableCpus(none), os.availableParallelism());
+  });
+
+  it('reads cgroup v1 cpu.cfs_quota_us / cpu.cfs_period_us (-1: no quota), also when the container sees its own cgroup at the root', async () => {
+    const v1 = await layout('v1', '4:memory:/docker/abc\n3:cpu,cpuacct:/docker/abc\n1:name=systemd:/docker/abc\n', {
+      'cpu,cpuacct/cpu.cfs_quota_us': '-1\n',
+      'cpu,cpuacct/cpu.cfs_period_us': '100000\n',
+      'cpu,cpuacct/docker/abc/cpu.cfs_quota_us': '200000\n',
+      'cpu,cpuacct/docker/abc/cpu.cfs_period_us': '100000\n',
+    });
+    assert.equal(cgroupCpuQuota(v1), 2);
+    // Without a cgroup namespace the path names the host's folder, which the container does not
+    // have; its own cgroup is mounted at the root.
+    const mounted = await layout('v1-mounted', '3:cpu,cpuacct:/docker/abc\n', {
+      'cpu,cpuacct/cpu.cfs_quota_us': '100000\n',
+      'cpu,cpuacct/cpu.cfs_period_us': '100000\n',
+    });
+    assert.equal(cgroupCpuQuota(mounted), 1);
+    assert.equal(usableCpus(mounted), 1);
+    const unlimited = await layout('v1-none', '3:cpu,cpuacct:/\n', { 'cpu,cpuacct/cpu.cfs_quota_us': '-1\n', 'cpu,cpuacct/cpu.cfs_period_us': '100000\n' });
+    assert.equal(cgroupCpuQuota(unlimited), null);
+  });
+
+  it('answers null when the files are not there (not Linux, no cgroup mounted)', () => {
+    assert.equal(cgroupCpuQuota({ procSelfCgroup: path.join(dir, 'nothing'), cgroupRoot: path.join(dir, 'nothing-either') }), null);
   });
 });
 
