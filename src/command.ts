@@ -7,6 +7,7 @@ import cluster from 'node:cluster';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureDevCertificate } from './config/devcert.js';
+import { releaseEarlyStops } from './early-signals.js';
 import { ConfigError, WORKER_CONFIG_ENV, checkConfigFile, loadConfigFile } from './config/load.js';
 import { configSchema, type Config } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
@@ -82,6 +83,9 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     strict: true,
   });
+
+  // Only the proxy shuts down in order: any other command stops on SIGTERM/SIGINT as by default.
+  if (values.help || values.version || values.check || positionals.length > 0) releaseEarlyStops();
 
   if (values.help) {
     process.stdout.write(USAGE);

@@ -15,7 +15,7 @@ import { loadTlsMaterial } from './config/tls.js';
 import { usableCpus } from './config/cpus.js';
 import { Listener } from './proxy/listener.js';
 import { pingBackend } from './proxy/upstream.js';
-import { takeEarlySighup } from './early-sighup.js';
+import { takeEarlySighup, takeEarlyStops } from './early-signals.js';
 import { Reloader } from './reload.js';
 import { packageVersion } from './version.js';
 
@@ -24,8 +24,22 @@ const READY_PING_TIMEOUT_MS = 1000;
 const READY_PING_REUSE_MS = 1000;
 /** How often the backend_up gauge probes the backend. */
 const BACKEND_PROBE_INTERVAL_MS = 5000;
-/** A worker that dies sooner than this after its start is replaced only after this delay. */
+/**
+ * Workers that die in a row in one slot, each before it listened or within RESPAWN_STABLE_MS of
+ * its start, are replaced after a delay that doubles with each (1 s, 2 s, 4 s … at most
+ * RESPAWN_BACKOFF_MAX_MS), except the first of them if it had listened: replaced at once, as is
+ * one that ran longer (which clears the slot's count).
+ */
 const RESPAWN_BACKOFF_MS = 1000;
+const RESPAWN_BACKOFF_MAX_MS = 60_000;
+const RESPAWN_STABLE_MS = 60_000;
+/**
+ * Replacements in a row that died before they listened, with no worker serving, after which the
+ * primary gives up and exits 1, as a single process that cannot start does: a supervisor or
+ * Kubernetes then sees the failure (and the primary's own start names it) instead of a process
+ * that lives on, answers /healthz and serves nothing.
+ */
+const RESPAWN_FAILURES_MAX = 5;
 /** A worker that does not answer the primary's metrics request this soon is left out of the scrape. */
 const WORKER_METRICS_TIMEOUT_MS = 2000;
 // prom-client's cluster protocol: the worker side is installed by `new AggregatorRegistry()`.
@@ -38,7 +52,11 @@ const METRICS_RESPONSE = 'prom-client:getMetricsRes';
  */
 const WORKER_PLACE_ENV = 'RESP_TLS_PROXY_WORKER_PLACE';
 
-type WorkerMessage = { type: 'listening'; port: number; host: string } | { type: 'draining' };
+type WorkerMessage =
+  | { type: 'listening'; port: number; host: string }
+  | { type: 'draining' }
+  /** Its metrics as it exits after a shutdown: what it counted since the last scrape (the shutdown closes) is not lost. */
+  | { type: 'final-metrics'; metrics: MetricList[] };
 /** From the primary: shut down (now: close every connection at once, the second signal). */
 type PrimaryMessage = { type: 'stop'; now: boolean };
 
@@ -146,6 +164,7 @@ async function runSingle(config: Config, configPath: string, log: Logger): Promi
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  for (const signal of takeEarlyStops()) onSignal(signal); // it came while we started
 }
 
 async function runWorker(config: Config, configPath: string, log: Logger): Promise<void> {
@@ -157,10 +176,12 @@ async function runWorker(config: Config, configPath: string, log: Logger): Promi
   send({ type: 'listening', port: serving.address.port, host: serving.address.address });
   let exiting = false;
   const onSignal = (signal: string): void => {
-    void serving.shutdown(signal, () => send({ type: 'draining' })).then(() => {
+    void serving.shutdown(signal, () => send({ type: 'draining' })).then(async () => {
       if (exiting) return;
       exiting = true;
-      process.exit(0);
+      if (!process.connected) process.exit(0);
+      const final: WorkerMessage = { type: 'final-metrics', metrics: [await metrics.registry.getMetricsAsJSON()] };
+      process.send!(final, () => process.exit(0)); // called once it is written, or failed
     });
   };
   // The primary's stop comes as a message: a signal to the whole process group (Ctrl-C, systemd's
@@ -176,6 +197,7 @@ async function runWorker(config: Config, configPath: string, log: Logger): Promi
   });
   process.on('SIGTERM', () => stop(false));
   process.on('SIGINT', () => undefined);
+  if (takeEarlyStops().includes('SIGTERM')) stop(false); // it came while we started
 }
 
 function send(message: WorkerMessage): void {
@@ -203,6 +225,10 @@ class WorkerMetrics {
 
   constructor(private readonly log: Logger) {
     cluster.on('message', (w: Worker, msg: { type?: string; requestId?: number; metrics?: MetricList[]; error?: string }) => {
+      if (msg?.type === 'final-metrics' && Array.isArray(msg.metrics)) {
+        this.lastSeen.set(w.id, msg.metrics.map(monotonic)); // retired when its channel closes, after this message
+        return;
+      }
       if (msg?.type !== METRICS_RESPONSE || typeof msg.requestId !== 'number') return;
       const req = this.pending.get(msg.requestId);
       if (req === undefined || !req.waiting.has(w.id)) return;
@@ -260,7 +286,11 @@ class WorkerMetrics {
     }
   }
 
-  /** A worker exited: what it had counted stays in the totals. */
+  /**
+   * A worker's channel closed (it exited): what it had counted stays in the totals. Its channel,
+   * not its exit: the channel closes after every message the worker sent has arrived, its final
+   * metrics included, while its 'exit' may come first.
+   */
   retire(workerId: number): void {
     const last = this.lastSeen.get(workerId);
     this.lastSeen.delete(workerId);
@@ -305,6 +335,10 @@ async function runPrimary(config: Config, configPath: string, count: number, log
    * it has both exited and disconnected, in either order, so after its 'exit' it may still be there.
    */
   const started = new Map<number, { at: number; slot: number }>();
+  /** Per slot, its workers that died in a row before they listened or within RESPAWN_STABLE_MS: the back-off. */
+  const quickDeaths = new Map<number, number>();
+  /** Workers in a row, any slot, that died before they listened, while none served. */
+  let failedStarts = 0;
   let announced = false;
   /** Some worker has listened since the start: a later failure to start may pass (a crash loop backs off). */
   let everListened = false;
@@ -319,6 +353,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
       if (msg.type === 'listening') {
         listening.add(w.id);
         everListened = true;
+        failedStarts = 0;
         // A SIGHUP that came while it started: it may have read the file before the change.
         if (reloadOwed.delete(w.id)) w.process.kill('SIGHUP');
         if (!announced && admin !== null) {
@@ -346,10 +381,11 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     log,
   );
 
+  cluster.on('disconnect', (w) => workerMetrics.retire(w.id));
   cluster.on('exit', (w, code, signal) => {
     const listened = listening.delete(w.id);
     reloadOwed.delete(w.id);
-    workerMetrics.retire(w.id);
+    workerMetrics.forget(w.id);
     const { at, slot } = started.get(w.id) ?? { at: 0, slot: 0 };
     started.delete(w.id);
     if (state.draining) {
@@ -368,13 +404,21 @@ async function runPrimary(config: Config, configPath: string, count: number, log
       log.fatal({ worker: w.id, code, signal }, 'a worker could not start and no worker has listened; exiting');
       process.exit(1);
     }
-    restarts.inc();
     const lived = Date.now() - at;
-    log.error({ worker: w.id, code, signal, lived_ms: lived }, 'worker died; starting a new one');
+    if (!listened && listening.size === 0 && ++failedStarts >= RESPAWN_FAILURES_MAX) {
+      log.fatal({ worker: w.id, code, signal, failed_starts: failedStarts }, 'workers keep failing to start and none is serving; exiting');
+      process.exit(1); // the workers still starting follow: their channel to the primary closes
+    }
+    restarts.inc();
+    const deaths = !listened || lived < RESPAWN_STABLE_MS ? (quickDeaths.get(slot) ?? 0) + 1 : 0;
+    quickDeaths.set(slot, deaths);
+    // A worker that served and then died is replaced at once; a second quick death waits.
+    const delay = deaths === 0 || (deaths === 1 && listened) ? 0 : Math.min(RESPAWN_BACKOFF_MS * 2 ** (deaths - 1), RESPAWN_BACKOFF_MAX_MS);
+    log.error({ worker: w.id, code, signal, lived_ms: lived, restart_in_ms: delay }, 'worker died; starting a new one');
     const timer = setTimeout(() => {
       respawns.delete(timer);
       fork(slot);
-    }, lived < RESPAWN_BACKOFF_MS ? RESPAWN_BACKOFF_MS : 0);
+    }, delay);
     respawns.add(timer);
   });
 
@@ -383,8 +427,8 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     const msg: PrimaryMessage = { type: 'stop', now: stops++ > 0 };
     for (const w of Object.values(cluster.workers ?? {})) {
       if (w === undefined || !w.isConnected()) continue;
-      // One still starting does not listen for the message yet: the signal ends it (or starts its
-      // drain, if its handler is in place by then). With a callback, a channel that has just
+      // One still starting does not listen for the message yet: it holds the signal until its
+      // handler is in place, and drains as soon as it is up. With a callback, a channel that has just
       // closed is an error passed to it, not thrown.
       if (listening.has(w.id)) w.send(msg, () => undefined);
       else w.process.kill('SIGTERM');
@@ -428,6 +472,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  for (const signal of takeEarlyStops()) stop(signal); // it came while we started: no worker is forked
 
   for (let slot = 0; slot < count; slot++) fork(slot);
 }

@@ -1,5 +1,5 @@
 // The process around the proxy: a SIGHUP in its first milliseconds neither kills it nor is lost,
-// and it still exits on SIGTERM when whoever read its stdout has gone (EPIPE on every log line).
+// a SIGTERM then stops it in order (exit 0), and it still exits on SIGTERM when whoever read its stdout has gone (EPIPE on every log line).
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -88,6 +88,21 @@ describe('process lifecycle', { timeout: 120_000 }, () => {
     child.kill('SIGTERM');
     assert.equal(await exitWithin(child, 10_000), 'code 0 signal null', lines.join('\n'));
   });
+
+  for (const workers of [1, 2]) {
+    test(`SIGTERM in the first milliseconds (workers: ${workers}): held until the stop handler is in place, then an orderly exit 0, not death by signal`, { timeout: 30_000 }, async () => {
+      const { child, lines, stderr } = await spawnProxy({ workers });
+      // Node catches SIGTERM from its own start (to restore the terminal, then die by the signal),
+      // so SigCgt cannot tell when the proxy holds it; the proxy installs its SIGHUP hold after its
+      // SIGTERM hold, long before it listens, and Node does not catch SIGHUP itself: bit 0.
+      await waitFor('SIGHUP caught', () => (BigInt(`0x${/SigCgt:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'latin1'))?.[1] ?? '0'}`) & 1n) === 1n, 10_000, 2);
+      assert.ok(!lines.some((l) => l.includes('"msg":"listening"')), 'it listened already: the test came too late');
+      child.kill('SIGTERM');
+      assert.equal(await exitWithin(child, 15_000), 'code 0 signal null', `${lines.join('\n')}\n${stderr()}`);
+      assert.ok(lines.some((l) => l.includes('"signal":"SIGTERM"') && l.includes('shutting down')), lines.join('\n'));
+      assert.ok(lines.some((l) => l.includes('shutdown complete')), lines.join('\n'));
+    });
+  }
 
   test('stdout closed by its reader (EPIPE), then SIGTERM → exits 0', { timeout: 30_000 }, async () => {
     const { child, lines } = await spawnProxy();

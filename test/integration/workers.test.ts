@@ -2,7 +2,7 @@
 // a worker killed with SIGKILL is replaced (workers_restarted_total) while the other keeps
 // serving; SIGTERM to the primary drains the workers and exits 0.
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
@@ -348,7 +348,7 @@ describe('workers: 2, SIGTERM to the whole process group', { timeout: 90_000 }, 
   test('each worker hearing SIGTERM itself and from the primary is one stop, not two: the grace period holds', { timeout: 80_000 }, async (t) => {
     const { redis, proxy, held, workers, ca, serving } = await workersStack(t, { workers: 2, shutdown: { grace_ms: 3000 } });
     const pids = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
-    await serving(pids); // a worker still starting has no SIGTERM handler yet: the signal kills it
+    await serving(pids); // a worker still starting holds SIGTERM until it listens, then drains at once
     // Clients blocked in BLPOP on both workers (connections are handed out in turn).
     for (let i = 0; i < 4; i++) {
       const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
@@ -369,5 +369,59 @@ describe('workers: 2, SIGTERM to the whole process group', { timeout: 90_000 }, 
     const exit = await proxy.stop('SIGTERM', 20_000);
     assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
     assert.ok(Date.now() - stopAt >= 2_500, `exited ${Date.now() - stopAt} ms after SIGTERM, before grace_ms`);
+  });
+});
+
+describe('workers: 2, a worker that has drained', { timeout: 90_000 }, () => {
+  test('what it counted after the last scrape (its shutdown closes) reaches /metrics while the other still drains', { timeout: 80_000 }, async (t) => {
+    const { redis, proxy, held, workers, ca, serving } = await workersStack(t, { workers: 2, shutdown: { grace_ms: 1000 }, close: { drain_timeout_ms: 8000 } });
+    const pids = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
+    await serving(pids);
+    // Four clients handed out in turn: the 1st and 3rd on one worker block in BLPOP, which keeps
+    // it draining up to drain_timeout_ms after grace_ms; the other worker holds two idle clients,
+    // closes them in order when grace_ms is over, and exits.
+    for (let i = 0; i < 4; i++) {
+      const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
+      held.push(c);
+      assert.equal((await c.request(encodeCommand(['PING']), 1, 15_000))[0]!.toString('latin1'), '+PONG\r\n');
+    }
+    await proxy.metrics(); // the last scrape before the stop: no shutdown close counted yet
+    held[0]!.socket.write(encodeCommand(['BLPOP', 'drained:0', '0']));
+    held[2]!.socket.write(encodeCommand(['BLPOP', 'drained:2', '0']));
+    await waitFor('two clients blocked', async () => (await redis.cli('INFO', 'clients')).includes('blocked_clients:2'), 15_000, 50);
+    process.kill(proxy.pid, 'SIGTERM');
+    const done = await waitFor('a worker done', () => proxy.logs().find((r) => r.msg === 'shutdown complete'), 15_000, 20);
+    const closedThere = closeRecords(proxy.logs()).filter((r) => r.pid === done.pid && r.reason === 'shutdown' && r.mode === 'graceful').length;
+    assert.equal(closedThere, 2, `the idle clients' worker closed ${closedThere} at shutdown (connections not handed out in turn?)\n${logTail(proxy)}`);
+    const text = await waitForMetric(proxy, 'resp_tls_proxy_client_closes_total', { mode: 'graceful', reason: 'shutdown' }, (v) => v >= 2, 3_000).catch((err: Error) => err.message);
+    assert.equal(metricValue(text, 'resp_tls_proxy_client_closes_total', { mode: 'graceful', reason: 'shutdown' }), 2, `${text.slice(0, 3000)}\n${logTail(proxy)}`);
+    assert.ok(alive(proxy.pid), 'the primary was still serving /metrics');
+  });
+});
+
+describe('workers: 2 whose replacements cannot start', { timeout: 90_000 }, () => {
+  test('replacements back off (0, 2 s, 4 s) and after five failed starts with none serving the primary exits 1', { timeout: 80_000 }, async (t) => {
+    const certs = await sharedCerts();
+    const dir = makeTempDir();
+    const cert = path.join(dir, 'tls.crt');
+    const key = path.join(dir, 'tls.key');
+    copyFileSync(certs.certFile, cert);
+    copyFileSync(certs.keyFile, key);
+    const { proxy, workers, serving } = await workersStack(t, { workers: 2, tls: { cert_file: cert, key_file: key, poll_interval_ms: 0 } });
+    const pids = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
+    await serving(pids);
+    renameSync(key, `${key}.away`); // what a replacement needs to start is gone
+    const killedAt = Date.now();
+    for (const pid of pids) process.kill(pid, 'SIGKILL');
+    const exit = await Promise.race([proxy.exited, sleep(40_000).then(() => 'still running')]);
+    const tookMs = Date.now() - killedAt;
+    assert.deepEqual(exit, { code: 1, signal: null }, `${JSON.stringify(exit)}\n${logTail(proxy)}`);
+    const delays = proxy.logs().filter((r) => r.msg === 'worker died; starting a new one').map((r) => r.restart_in_ms as number);
+    // Each slot: its served worker replaced at once, then the failures 2 s and 4 s apart; the
+    // fifth failure in a row ends it (it used to go on at 1 s intervals for ever, /healthz 200).
+    assert.deepEqual(delays.sort((a, b) => a - b), [0, 0, 2000, 2000, 4000, 4000], logTail(proxy));
+    assert.ok(proxy.logs().some((r) => r.msg === 'workers keep failing to start and none is serving; exiting' && r.failed_starts === 5), logTail(proxy));
+    assert.ok(tookMs >= 6_000, `exited ${tookMs} ms after the kills: no back-off`);
+    await waitFor('every worker gone', () => workers().length === 0, 10_000);
   });
 });
