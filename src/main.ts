@@ -115,7 +115,7 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
 function probeBackend(state: { current: Config }, gauge: Gauge): void {
   const probe = (): void => {
     const { host, port } = state.current.backend;
-    void pingBackend(host, port, READY_PING_TIMEOUT_MS).then((ok) => gauge.set(ok ? 1 : 0));
+    void pingBackend(host, port, READY_PING_TIMEOUT_MS).then((why) => gauge.set(why === null ? 1 : 0));
   };
   probe();
   setInterval(probe, BACKEND_PROBE_INTERVAL_MS).unref();
@@ -124,7 +124,7 @@ function probeBackend(state: { current: Config }, gauge: Gauge): void {
 function readiness(state: { current: Config; draining: boolean }, listening: () => boolean): AdminHandlers['notReady'] {
   // One PING answers every request that comes while it runs or within READY_PING_REUSE_MS of
   // its start: a flood of /readyz costs the backend a connection a second, not one a request.
-  let last: { backend: string; at: number; up: Promise<boolean> } | null = null;
+  let last: { backend: string; at: number; down: Promise<string | null> } | null = null;
   return async () => {
     if (state.draining) return 'shutting down';
     if (!listening()) return 'not listening';
@@ -132,9 +132,10 @@ function readiness(state: { current: Config; draining: boolean }, listening: () 
     const backend = `${host}:${port}`;
     const now = performance.now();
     if (last === null || last.backend !== backend || now - last.at >= READY_PING_REUSE_MS) {
-      last = { backend, at: now, up: pingBackend(host, port, READY_PING_TIMEOUT_MS) };
+      last = { backend, at: now, down: pingBackend(host, port, READY_PING_TIMEOUT_MS) };
     }
-    return (await last.up) ? null : `backend ${backend} does not answer PING`;
+    const why = await last.down;
+    return why === null ? null : `backend ${backend} ${why}`;
   };
 }
 

@@ -2,24 +2,39 @@
 import net from 'node:net';
 import { isPeerGone } from './close-reason.js';
 
-/** Resolves true when the backend answers PING within timeoutMs (+PONG, or -NOAUTH: it is up). */
-export function pingBackend(host: string, port: number, timeoutMs: number): Promise<boolean> {
+/**
+ * Replies to PING from a backend that will not serve new clients: Redis at maxclients (it then
+ * closes the connection), loading its dataset, or a replica cut off from its master that does
+ * not serve stale data. Any other reply means it is up: +PONG, -NOAUTH (the proxy does not
+ * authenticate; its clients do), other errors.
+ */
+const REFUSING = ['-ERR max number of clients reached', '-LOADING', '-MASTERDOWN'];
+
+/**
+ * PINGs the backend: null when it is up, else why not ("does not answer PING", or "answers
+ * PING with …" for a reply in REFUSING).
+ */
+export function pingBackend(host: string, port: number, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
     const socket = net.connect({ host, port, noDelay: true });
     let reply = '';
-    const done = (ok: boolean): void => {
+    const done = (why: string | null): void => {
       clearTimeout(timer);
       socket.destroy();
-      resolve(ok);
+      resolve(why);
     };
-    const timer = setTimeout(() => done(false), timeoutMs);
+    const silent = 'does not answer PING';
+    const timer = setTimeout(() => done(silent), timeoutMs);
     socket.on('connect', () => socket.write('PING\r\n'));
     socket.on('data', (d: Buffer) => {
       reply += d.toString('latin1');
-      if (reply.includes('\r\n')) done(reply.startsWith('+PONG') || reply.startsWith('-NOAUTH') || reply.startsWith('-ERR'));
+      const end = reply.indexOf('\r\n');
+      if (end < 0) return;
+      const line = reply.slice(0, end);
+      done(REFUSING.some((r) => line.startsWith(r)) ? `answers PING with ${line.slice(0, 200)}` : null);
     });
-    socket.on('error', () => done(false));
-    socket.on('close', () => done(false));
+    socket.on('error', () => done(silent));
+    socket.on('close', () => done(silent));
   });
 }
 

@@ -4,7 +4,9 @@
 // `resp-tls-proxy stats` prints the closes table from the same endpoint.
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { request } from 'undici';
@@ -153,6 +155,34 @@ describe('metrics, health and stats after one connection', { timeout: 120_000 },
     // (minus our own INFO connection; the backend_up gauge may probe meanwhile: at most one more)
     const opened = (await received()) - before - 1;
     assert.ok(opened >= 1 && opened <= 2, `the backend saw ${opened} connections`);
+  });
+
+  test('/readyz and backend_up: 503 and 0 while the backend refuses new clients (maxclients reached), back when it has room', { timeout: 30_000 }, async () => {
+    const p = stack.proxy;
+    assert.equal((await get(p.adminPort, '/readyz')).status, 200);
+    // One connection of our own, open throughout, lowers maxclients to what is connected now.
+    const admin = net.connect({ host: '127.0.0.1', port: stack.redis.port });
+    const say = async (cmd: string): Promise<string> => {
+      admin.write(cmd);
+      const [data] = (await once(admin, 'data')) as [Buffer];
+      return data.toString('latin1');
+    };
+    try {
+      await once(admin, 'connect');
+      const connected = Number(/connected_clients:(\d+)/.exec(await say('INFO clients\r\n'))![1]); // ours included
+      assert.equal(await say(`CONFIG SET maxclients ${connected}\r\n`), '+OK\r\n');
+      await sleep(1_100); // past the reuse window of any earlier /readyz
+      const res = await get(p.adminPort, '/readyz');
+      assert.equal(res.status, 503, res.body);
+      assert.match(res.body, /answers PING with -ERR max number of clients reached/);
+      await waitForMetric(p, 'resp_tls_proxy_backend_up', {}, (v) => v === 0, 8_000);
+      assert.equal(await say('CONFIG SET maxclients 10000\r\n'), '+OK\r\n');
+      await sleep(1_100);
+      assert.equal((await get(p.adminPort, '/readyz')).status, 200);
+      await waitForMetric(p, 'resp_tls_proxy_backend_up', {}, (v) => v === 1, 8_000);
+    } finally {
+      admin.destroy();
+    }
   });
 
   test('/healthz 200; /readyz 200 with the backend up, 503 with it stopped', { timeout: 30_000 }, async () => {
