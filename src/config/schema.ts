@@ -5,6 +5,12 @@
 import * as z from 'zod';
 import { usableCpus } from './cpus.js';
 
+/** A DNS name of letters, digits and hyphens in labels of 1 to 63, or "*." and one: what tls.sni matches a client's server name against. */
+const SERVERNAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
+/** More processes than this is a typo (each costs tens of MB), not a plan: `workers: 0` follows the machine. */
+const MAX_WORKERS = 1024;
+
 // Node's timers hold at most 2^31 - 1 ms; a longer delay fires after 1 ms instead.
 const MAX_MS = 2147483647;
 
@@ -14,7 +20,6 @@ const intIn = (min: number, max: number | null, error: string) => {
   return max === null ? atLeast : atLeast.max(max, { error });
 };
 const positiveInt = () => intIn(1, null, 'must be a positive integer');
-const nonNegativeInt = () => intIn(0, null, 'must be a non-negative integer');
 // 0 is allowed: the OS picks a free port (tests rely on it).
 const port = () => intIn(0, 65535, 'must be an integer from 0 to 65535');
 // Where a connection goes: 0 is no port there.
@@ -81,7 +86,10 @@ export const configSchema = z
         sni: z
           .array(
             z.strictObject({
-              servername: z.string().min(1, { error: 'must not be empty' }).describe('TLS server name (SNI) this entry serves; "*.example.com" matches one label.'),
+              servername: z
+                .string()
+                .regex(SERVERNAME, { error: 'must be a DNS name ("redis.example.com"), or "*." and one (a wildcard for one label)' })
+                .describe('TLS server name (SNI) this entry serves; "*.example.com" matches one label.'),
               cert_file: filePath().describe('PEM certificate served for this name.'),
               key_file: filePath().describe('PEM private key of cert_file.'),
               backend: z
@@ -95,6 +103,15 @@ export const configSchema = z
             }),
           )
           .default([])
+          .superRefine((entries, ctx) => {
+            const seen = new Map<string, number>();
+            entries.forEach((e, i) => {
+              const name = e.servername.toLowerCase(); // server names compare without case
+              const first = seen.get(name);
+              if (first === undefined) seen.set(name, i);
+              else ctx.addIssue({ code: 'custom', message: `servername "${e.servername}" is already served by tls.sni.${first}`, path: [i, 'servername'] });
+            });
+          })
           .describe('More certificates, chosen by the client\'s SNI server name; each may front its own datastore.'),
       })
       .refine((t) => t.allow === null || t.ca_file !== null, { error: 'allow needs ca_file (client certificates)', path: ['allow'] })
@@ -153,7 +170,7 @@ export const configSchema = z
       .prefault({})
       .describe('Graceful shutdown.'),
 
-    workers: nonNegativeInt().default(1).describe('Accepting processes; 0 = one per CPU (within the cgroup CPU quota).'),
+    workers: intIn(0, MAX_WORKERS, `must be an integer from 0 (one per CPU) to ${MAX_WORKERS}`).default(1).describe('Accepting processes; 0 = one per CPU (within the cgroup CPU quota).'),
 
     admin: z
       .strictObject({
@@ -179,10 +196,11 @@ export const configSchema = z
     description: 'Configuration file of resp-tls-proxy, a TLS-terminating reverse proxy for the Redis protocol.',
   });
 
-/** Whether two listen hosts can clash: the same, or either one every address. */
+/** Whether two listen hosts can clash: the same, either one every address, or localhost and a loopback address it may resolve to. */
 function sameAddress(a: string, b: string): boolean {
   const any = (h: string) => h === '0.0.0.0' || h === '::' || h === '[::]';
-  return a === b || any(a) || any(b);
+  const loopback = (h: string) => h === 'localhost' || h === '127.0.0.1' || h === '::1' || h === '[::1]';
+  return a === b || any(a) || any(b) || ((a === 'localhost' || b === 'localhost') && loopback(a) && loopback(b));
 }
 
 /** What the YAML file may contain (every default optional). */

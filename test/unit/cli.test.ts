@@ -152,7 +152,7 @@ describe('resp-tls-proxy arguments', () => {
     await writeFile(bad, 'tls:\n  cert_file: a.crt\nworkers: -2\n');
     const r = await cli(['--config', bad]);
     assert.equal(r.code, 2);
-    assert.equal(r.stderr, `${bad}:1: tls.key_file: is required\n${bad}:3: workers: must be a non-negative integer\n`);
+    assert.equal(r.stderr, `${bad}:1: tls.key_file: is required\n${bad}:3: workers: must be an integer from 0 (one per CPU) to 1024\n`);
   });
 
   it('exits 2 naming the keys and files when the certificate files do not load at start (normal mode), as --check does', async () => {

@@ -117,7 +117,7 @@ describe('parseConfigText', () => {
       'proxy.yaml:5: limits.max_bulk_lne: unknown key',
       'proxy.yaml:6: limits.key_file: unknown key',
       'proxy.yaml:7: listen.port: must be an integer from 0 to 65535',
-      'proxy.yaml:8: workers: must be a non-negative integer',
+      'proxy.yaml:8: workers: must be an integer from 0 (one per CPU) to 1024',
       'proxy.yaml:9: log.level: must be one of fatal, error, warn, info, debug, trace, silent',
     ]);
   });
@@ -166,6 +166,31 @@ describe('parseConfigText', () => {
     assert.deepEqual(clash('{ host: 0.0.0.0, port: 7000 }', '{ host: 127.0.0.2, port: 7000 }'), problem);
     assert.deepEqual(clash('{ port: 7000 }', '{ host: 127.0.0.2, port: 7000 }'), []);
     assert.deepEqual(clash('{ port: 0 }', '{ port: 0 }'), []); // each gets its own free port
+  });
+
+  it('rejects an admin port on localhost that clashes with a listener on a loopback address, and 100,000 workers', () => {
+    const problems = (extra: string) => parseConfigText(`${MINIMAL}${extra}`, 'p.yaml').problems;
+    assert.deepEqual(problems('listen: { host: 127.0.0.1, port: 7000 }\nadmin: { host: localhost, port: 7000 }\n'), ['p.yaml:5: admin.port: must differ from listen.port on the same address']);
+    assert.deepEqual(problems('listen: { host: "::1", port: 7000 }\nadmin: { host: 127.0.0.1, port: 7000 }\n'), []); // two sockets
+    assert.deepEqual(problems('workers: 100000\n'), ['p.yaml:4: workers: must be an integer from 0 (one per CPU) to 1024']);
+    assert.deepEqual(problems('workers: 1024\n'), []);
+  });
+
+  it('rejects a tls.sni servername that is no DNS name, and one served twice', () => {
+    const sni = (names: string[]) =>
+      parseConfigText(`${MINIMAL}  sni:\n${names.map((n) => `    - { servername: ${JSON.stringify(n)}, cert_file: a.crt, key_file: a.key }\n`).join('')}`, 'p.yaml').problems;
+    assert.deepEqual(sni(['redis.example.com', '*.cache.example.com', 'localhost', 'a-1.b2.test']), []);
+    const notDns = 'must be a DNS name ("redis.example.com"), or "*." and one (a wildcard for one label)';
+    assert.deepEqual(sni(['bad name with spaces', '', '*.', 'a..b', '-a.test', 'redis.*.test', `${'x'.repeat(64)}.test`]), [
+      `p.yaml:5: tls.sni.0.servername: ${notDns}`,
+      `p.yaml:6: tls.sni.1.servername: ${notDns}`,
+      `p.yaml:7: tls.sni.2.servername: ${notDns}`,
+      `p.yaml:8: tls.sni.3.servername: ${notDns}`,
+      `p.yaml:9: tls.sni.4.servername: ${notDns}`,
+      `p.yaml:10: tls.sni.5.servername: ${notDns}`,
+      `p.yaml:11: tls.sni.6.servername: ${notDns}`,
+    ]);
+    assert.deepEqual(sni(['a.test', 'b.test', 'A.Test']), ['p.yaml:7: tls.sni.2.servername: servername "A.Test" is already served by tls.sni.0']);
   });
 
   it('reports an unknown top-level key and a section that is not a mapping', () => {
@@ -360,7 +385,7 @@ describe('checkConfigFile', () => {
 
   it('returns the schema problems first, without touching the certificate files', async () => {
     const file = await writeTmp('schema-bad.yaml', 'tls:\n  cert_file: missing.crt\n  key_file: missing.key\nworkers: -1\n');
-    assert.deepEqual(await checkConfigFile(file), [`${file}:4: workers: must be a non-negative integer`]);
+    assert.deepEqual(await checkConfigFile(file), [`${file}:4: workers: must be an integer from 0 (one per CPU) to 1024`]);
   });
 });
 
