@@ -421,14 +421,17 @@ export class Session {
     }
     this.deps.metrics.hot.toBackend += bytes;
     const backend = this.backend!;
+    // Once closing, client input is read and discarded (the client must be able to write until
+    // it reads our reply): a full backend must not pause it then, and 'drain' would not resume it.
+    const mayPause = this.status !== 'closing' && this.status !== 'closed';
     if (out.length === 1) {
-      if (!backend.write(out[0]!)) this.client.pause();
+      if (!backend.write(out[0]!) && mayPause) this.client.pause();
       return;
     }
     backend.cork();
     for (const b of out) backend.write(b);
     backend.uncork();
-    if (backend.writableNeedDrain) this.client.pause();
+    if (backend.writableNeedDrain && mayPause) this.client.pause();
   }
 
   private onBackendConnect(): void {

@@ -52,6 +52,10 @@ def main():
                     help='after the payload: just read; send close_notify; or shut TCP write side (no close_notify)')
     ap.add_argument('--initial-delay-ms', type=float, default=0,
                     help='after the handshake, wait this long (still reading) before writing')
+    ap.add_argument('--pause-at', type=int, default=0,
+                    help='once this many payload bytes are on the wire, pause writing ...')
+    ap.add_argument('--pause-ms', type=float, default=0,
+                    help='... this long (still reading), then write the rest')
     ap.add_argument('--fin-timeout-ms', type=int, default=2000,
                     help='after the TLS stream ended, how long to wait for the TCP FIN')
     a = ap.parse_args()
@@ -256,6 +260,8 @@ def run(a, payload, res, t0):
         # hand more plaintext to SSL when the ciphertext backlog is small
         if writing and not pending and now >= next_write_at:
             n = min(chunk, total - off)
+            if a.pause_at > off:
+                n = min(n, a.pause_at - off)
             try:
                 k = obj.write(payload[off:off + n])
                 off += k
@@ -278,6 +284,9 @@ def run(a, payload, res, t0):
             res['wrote'] = off
             if next_write_at == float('inf'):
                 next_write_at = time.monotonic() + delay
+            if a.pause_at > 0 and off == a.pause_at and not st.get('paused'):
+                st['paused'] = True
+                next_write_at = time.monotonic() + a.pause_ms / 1000.0
             if off == total and not write_done:
                 write_done = True
         if write_done and not after_write_sent and res['writeError'] is None and not pending:
