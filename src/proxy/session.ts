@@ -10,7 +10,10 @@
 //   4. end() the client: close_notify, then FIN;
 //   5. keep reading and discarding the client's input until it closes, close.drain_timeout_ms
 //      passes or close.drain_max_bytes are discarded; then destroy().
-// Phases 2 and 4 give up after close.drain_timeout_ms without progress.
+// Phases 2 and 4 give up after close.drain_timeout_ms without progress. A client with replies
+// queued for it makes progress while it reads: the kernel's count of what it has not yet
+// acknowledged changes (send-queue.ts), which Node's write completions show only seconds apart
+// for a slow reader.
 
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -19,6 +22,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { ReplyCounter } from '../resp/reply-counter.js';
 import { BACKEND_LOST_REPLY, MAX_CLIENTS_REPLY, backendUnavailableReply } from '../resp/replies.js';
 import { RequestScanner } from '../resp/scanner.js';
+import { unacknowledged } from './send-queue.js';
 import { BackendSocket } from './upstream.js';
 import { closeLogLevel, isPeerGone, type CloseMode, type CloseReason } from './close-reason.js';
 
@@ -53,6 +57,12 @@ type ClosePhase = 'backend' | 'flush' | 'drain';
  * once would cut off the replies still coming.
  */
 const UNCOUNTED_SETTLE_MS = 200;
+
+/**
+ * A wait on a client with replies queued for it ran out with no look at the kernel in it: look
+ * again this much later (at most; close.drain_timeout_ms when shorter) to tell whether it reads.
+ */
+const LOOK_AGAIN_MS = 1000;
 
 /** Bytes queued for a backend that is still connecting before we stop reading the client. */
 const CONNECT_QUEUE_MAX = 1024 * 1024;
@@ -91,6 +101,9 @@ export class Session {
   private backendActiveAt = 0;
   private drained = 0;
   private flushLeft = 0; // client bytes still queued when the deadline was last armed
+  private arms = 0; // deadlines armed: which wait a look belongs to
+  /** The kernel's unacknowledged client bytes at the last look, in the wait `arm`. */
+  private look: { unacked: number; arm: number } | null = null;
   private unavailable: string | null = null; // cause, once the backend could not be reached
   private answered = 0; // commands answered by the proxy itself (backend unavailable)
   private readonly openedAt = performance.now();
@@ -261,6 +274,38 @@ export class Session {
     this.deadline = null;
     // Phase 4: after end() no 'drain' comes to tell that the client reads; its queue tells.
     if (this.phase === 'flush' && this.client.writableLength < this.flushLeft) return this.armDeadline();
+    // Replies queued for the client (phases 2 and 4): while it reads, the wait is not over.
+    // Not in phase 2 with uncounted replies: a busy channel never ends, only the first deadline counts.
+    const counted = this.phase === 'flush' || (this.phase === 'backend' && this.countable());
+    if (counted && this.client.writableLength > 0) return this.lookAtClient();
+    this.giveUp();
+  }
+
+  /**
+   * Whether the client reads, from the kernel: what it has not acknowledged changed since the
+   * last look in this wait (a new wait), or did not (give up). With no look in this wait yet,
+   * look again shortly; where the kernel cannot tell, give up as before.
+   */
+  private lookAtClient(): void {
+    const arm = this.arms;
+    const phase = this.phase;
+    void unacknowledged(this.client).then((unacked) => {
+      if (this.status === 'closed' || this.phase !== phase || this.arms !== arm || this.deadline !== null) return; // moved on meanwhile
+      if (unacked === null) return this.giveUp();
+      const before = this.look?.arm === arm ? this.look.unacked : null;
+      if (before === null) {
+        this.look = { unacked, arm };
+        this.deadline = setTimeout(() => this.onDeadline(), Math.min(LOOK_AGAIN_MS, this.cfg.close.drain_timeout_ms));
+        return;
+      }
+      if (unacked === before) return this.giveUp();
+      this.armDeadline(); // it reads: a new wait, which this look begins
+      this.look = { unacked, arm: this.arms };
+    });
+  }
+
+  /** A wait ran out: phase 2 moves on without the backend, 4 and 5 end. */
+  private giveUp(): void {
     if (this.phase === 'backend') {
       if (this.backend === null || this.backendClosed) return this.endClient();
       // Still connecting: end() now would make the queued commands a write after end. Give up on
@@ -281,6 +326,7 @@ export class Session {
   /** Progress in phases 2 and 4 restarts their deadline; the drain phase has a fixed one. */
   private armDeadline(): void {
     if (this.deadline !== null) clearTimeout(this.deadline);
+    this.arms++;
     this.flushLeft = this.client.writableLength;
     this.deadline = setTimeout(() => this.onDeadline(), this.cfg.close.drain_timeout_ms);
   }

@@ -38,6 +38,8 @@ export interface StrictClientOptions {
   afterWrite?: 'read' | 'close_notify' | 'fin';
   /** After the TLS stream ended, how long to wait for TCP's FIN (default 2 s). */
   finTimeoutMs?: number;
+  /** After the handshake, read at most this many bytes a second (a slow but steady reader). */
+  readRate?: number;
   /** Once this many payload bytes are on the wire, pause writing for `pauseMs` (still reading), then write the rest. */
   pauseAt?: number;
   pauseMs?: number;
@@ -81,6 +83,7 @@ export async function strictClient(opts: StrictClientOptions): Promise<StrictCli
   if (opts.initialDelayMs !== undefined) args.push('--initial-delay-ms', String(opts.initialDelayMs));
   if (opts.afterWrite !== undefined) args.push('--after-write', opts.afterWrite);
   if (opts.finTimeoutMs !== undefined) args.push('--fin-timeout-ms', String(opts.finTimeoutMs));
+  if (opts.readRate !== undefined) args.push('--read-rate', String(opts.readRate));
   if (opts.pauseAt !== undefined) args.push('--pause-at', String(opts.pauseAt), '--pause-ms', String(opts.pauseMs ?? 0));
 
   const r = await run(PYTHON, args, { timeoutMs: deadlineMs + 15_000 });

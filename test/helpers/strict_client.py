@@ -52,6 +52,8 @@ def main():
                     help='after the payload: just read; send close_notify; or shut TCP write side (no close_notify)')
     ap.add_argument('--initial-delay-ms', type=float, default=0,
                     help='after the handshake, wait this long (still reading) before writing')
+    ap.add_argument('--read-rate', type=int, default=0,
+                    help='after the handshake, read at most this many bytes a second (0: as fast as they come)')
     ap.add_argument('--pause-at', type=int, default=0,
                     help='once this many payload bytes are on the wire, pause writing ...')
     ap.add_argument('--pause-ms', type=float, default=0,
@@ -142,8 +144,13 @@ def run(a, payload, res, t0):
         """Reads from the socket without blocking into the incoming BIO; notes EOF / reset."""
         if st['raw_eof'] or st['raw_reset']:
             return False
+        n = 262144
+        if a.read_rate > 0 and 'rate_from' in st:
+            n = min(n, rate_allowance())
+            if n <= 0:
+                return False
         try:
-            data = sock.recv(262144)
+            data = sock.recv(n)
         except (BlockingIOError, InterruptedError):
             return False
         except ConnectionResetError:
@@ -154,8 +161,13 @@ def run(a, payload, res, t0):
             incoming.write_eof()
             return True
         st['last_progress'] = time.monotonic()
+        st['rate_read'] = st.get('rate_read', 0) + len(data)
         incoming.write(data)
         return True
+
+    def rate_allowance():
+        """Bytes --read-rate lets us read now."""
+        return int((time.monotonic() - st['rate_from']) * a.read_rate) - st.get('rate_read', 0)
 
     # ---- handshake (the payload is not sent until it completes) ----
     while True:
@@ -201,6 +213,9 @@ def run(a, payload, res, t0):
         if r:
             recv_some()
     res['tlsVersion'] = obj.version()
+    if a.read_rate > 0:
+        st['rate_from'] = time.monotonic()
+        st['rate_read'] = 0
 
     # ---- write the payload while reading ----
     total = len(payload)
@@ -343,7 +358,7 @@ def run(a, payload, res, t0):
             res['writeError'] = 'write stalled after the TLS stream ended: %d of %d bytes written' % (off, total)
             continue
 
-        rl = [] if (st['raw_eof'] or st['raw_reset']) else [sock]
+        rl = [] if (st['raw_eof'] or st['raw_reset'] or (a.read_rate > 0 and rate_allowance() <= 0)) else [sock]
         wl = [sock] if (pending and res['writeError'] is None) else []
         timeout = 0.05
         if writing and not pending and next_write_at > now and next_write_at != float('inf'):
