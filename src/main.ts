@@ -216,7 +216,11 @@ function send(message: WorkerMessage): void {
 class WorkerMetrics {
   private nextId = 0;
   private readonly pending = new Map<number, { waiting: Set<number>; answers: Map<number, MetricList[]>; finish(): void }>();
-  /** Each worker's counters and histograms (one list per registry) as of its last answer. */
+  /**
+   * Each worker's metrics (one list per registry) as of its last answer: what stands in for a
+   * live worker that is late to answer, gauges included (its certificate expiry, say, must not
+   * drop out of a scrape); of an exited one, the counters and histograms stay in the totals.
+   */
   private readonly lastSeen = new Map<number, MetricList[]>();
   /**
    * What exited workers had counted as of their last answer, summed into one list: kept in the
@@ -227,7 +231,7 @@ class WorkerMetrics {
   constructor(private readonly log: Logger) {
     cluster.on('message', (w: Worker, msg: { type?: string; requestId?: number; metrics?: MetricList[]; error?: string }) => {
       if (msg?.type === 'final-metrics' && Array.isArray(msg.metrics)) {
-        this.lastSeen.set(w.id, msg.metrics.map(monotonic)); // retired when its channel closes, after this message
+        this.lastSeen.set(w.id, msg.metrics); // retired when its channel closes, after this message
         return;
       }
       if (msg?.type !== METRICS_RESPONSE || typeof msg.requestId !== 'number') return;
@@ -236,7 +240,7 @@ class WorkerMetrics {
       if (msg.error !== undefined) this.log.warn({ worker: w.id, err: msg.error }, 'worker metrics failed; its last counts stand in');
       else {
         req.answers.set(w.id, msg.metrics ?? []);
-        this.lastSeen.set(w.id, (msg.metrics ?? []).map(monotonic));
+        this.lastSeen.set(w.id, msg.metrics ?? []);
       }
       req.waiting.delete(w.id);
       if (req.waiting.size === 0) req.finish();
@@ -245,8 +249,8 @@ class WorkerMetrics {
 
   /**
    * Prometheus text summed over `workerIds` and the exited workers ('' when there are none). A
-   * worker that does not answer (it exits meanwhile, or is late) counts with its last answer's
-   * counters; the exited ones as they stood when the request went out, so a worker that dies
+   * worker that does not answer (it exits meanwhile, or is late) counts with its last answer
+   * (gauges too); the exited ones as they stood when the request went out, so a worker that dies
    * during the scrape is counted once.
    */
   collect(workerIds: Iterable<number>): Promise<string> {
@@ -295,7 +299,7 @@ class WorkerMetrics {
   retire(workerId: number): void {
     const last = this.lastSeen.get(workerId);
     this.lastSeen.delete(workerId);
-    if (last !== undefined) this.retired = [summed([...this.retired, ...last])];
+    if (last !== undefined) this.retired = [summed([...this.retired, ...last.map(monotonic)])];
     this.forget(workerId);
   }
 }

@@ -425,3 +425,28 @@ describe('workers: 2 whose replacements cannot start', { timeout: 90_000 }, () =
     await waitFor('every worker gone', () => workers().length === 0, 10_000);
   });
 });
+
+describe('workers: 2 that do not answer a scrape in time', { timeout: 90_000 }, () => {
+  test('their last answer stands in, gauges included: connections_active and the certificate expiry stay in /metrics', { timeout: 80_000 }, async (t) => {
+    const { proxy, held, workers, ca, serving } = await workersStack(t, { workers: 2 });
+    const pids = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
+    await serving(pids);
+    for (let i = 0; i < 2; i++) {
+      const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
+      held.push(c);
+      assert.equal((await c.request(encodeCommand(['PING']), 1, 15_000))[0]!.toString('latin1'), '+PONG\r\n');
+    }
+    const expiry = 'resp_tls_proxy_tls_cert_expiry_timestamp_seconds';
+    const answered = await waitForMetric(proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 2, 10_000);
+    const expires = metricValue(answered, expiry);
+    assert.ok(expires > Date.now() / 1000, `${expiry} ${expires}`);
+    for (const pid of pids) process.kill(pid, 'SIGSTOP'); // neither answers the next scrape
+    try {
+      const late = await proxy.metrics();
+      assert.equal(metricValue(late, 'resp_tls_proxy_connections_active'), 2, late.slice(0, 2000));
+      assert.equal(metricValue(late, expiry), expires, late.slice(0, 2000));
+    } finally {
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+    }
+  });
+});
