@@ -101,6 +101,8 @@ export function createMetrics(version: string) {
       name: `${PREFIX}reloads_total`,
       help: 'Configuration and certificate reloads, by result.',
       labelNames: ['result'] as const,
+      // Every worker reloads at each SIGHUP and certificate change: one reload, counted once.
+      aggregator: 'max',
       registers,
     }),
     draining: new Gauge({ name: `${PREFIX}draining`, help: '1 while shutting down (not accepting), else 0.', aggregator: 'max', registers }),
