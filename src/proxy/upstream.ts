@@ -3,16 +3,20 @@ import net from 'node:net';
 import { isPeerGone } from './close-reason.js';
 
 /**
- * Replies to PING from a backend that will not serve new clients: Redis at maxclients (it then
- * closes the connection), loading its dataset, or a replica cut off from its master that does
- * not serve stale data. Any other reply means it is up: +PONG, -NOAUTH (the proxy does not
- * authenticate; its clients do), other errors.
+ * Replies to PING from a backend that serves clients: +PONG, -NOAUTH (the proxy does not
+ * authenticate; its clients do) and other -ERR replies, except Redis at maxclients (it then
+ * closes the connection). Anything else is not ready: -LOADING (loading its dataset),
+ * -MASTERDOWN (a replica cut off from its master), -DENIED (protected mode, refusing every
+ * client), -BUSY, or no RESP at all (another service on that port).
  */
-const REFUSING = ['-ERR max number of clients reached', '-LOADING', '-MASTERDOWN'];
+function serves(line: string): boolean {
+  if (line.startsWith('+PONG') || line.startsWith('-NOAUTH')) return true;
+  return line.startsWith('-ERR') && !line.startsWith('-ERR max number of clients reached');
+}
 
 /**
  * PINGs the backend: null when it is up, else why not ("does not answer PING", or "answers
- * PING with …" for a reply in REFUSING).
+ * PING with …" when the reply says it does not serve clients).
  */
 export function pingBackend(host: string, port: number, timeoutMs: number): Promise<string | null> {
   return new Promise((resolve) => {
@@ -29,9 +33,12 @@ export function pingBackend(host: string, port: number, timeoutMs: number): Prom
     socket.on('data', (d: Buffer) => {
       reply += d.toString('latin1');
       const end = reply.indexOf('\r\n');
-      if (end < 0) return;
+      if (end < 0) {
+        if (reply.length > 4096) done('answers PING with no RESP line'); // another service, streaming
+        return;
+      }
       const line = reply.slice(0, end);
-      done(REFUSING.some((r) => line.startsWith(r)) ? `answers PING with ${line.slice(0, 200)}` : null);
+      done(serves(line) ? null : `answers PING with ${JSON.stringify(line.slice(0, 200))}`);
     });
     socket.on('error', () => done(silent));
     socket.on('close', () => done(silent));

@@ -2,6 +2,7 @@
 // plus a short cause, then the close is orderly. A client that has not sent a command yet is
 // waited for (up to close.drain_timeout_ms) so it learns why.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { freePort, sleep } from '../helpers/common.js';
@@ -153,5 +154,21 @@ describe('a backend connect that hangs, and a client that closes meanwhile', { t
     assert.ok(r.elapsedMs < 4000, `took ${r.elapsedMs} ms\n${why}`);
     const m = await waitForMetric(proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 0, 5_000);
     assert.match(m, /^resp_tls_proxy_connections_active 0$/m, m);
+  });
+});
+
+describe('a backend port where something other than Redis answers', { timeout: 60_000 }, () => {
+  test('/readyz 503 naming what it answered, backend_up 0 (an HTTP server as the backend)', { timeout: 30_000 }, async (t) => {
+    const web = http.createServer((_req, res) => res.end('hello\n')); // answers PING with 400 Bad Request
+    await new Promise<void>((resolve) => web.listen(0, '127.0.0.1', resolve));
+    t.after(() => web.close());
+    const port = (web.address() as net.AddressInfo).port;
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port } });
+    t.after(() => proxy.stop());
+    const res = await fetch(`http://127.0.0.1:${proxy.adminPort}/readyz`);
+    const body = await res.text();
+    assert.equal(res.status, 503, body);
+    assert.match(body, /backend 127\.0\.0\.1:\d+ answers PING with "HTTP\/1\.1 400 Bad Request"/);
+    await waitForMetric(proxy, 'resp_tls_proxy_backend_up', {}, (v) => v === 0, 8_000);
   });
 });
