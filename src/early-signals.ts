@@ -4,7 +4,8 @@
 //   kill the process, its default action, nor be lost;
 // - a SIGTERM or SIGINT (a deploy rolled back at once, Ctrl-C while it starts) must not kill it
 //   by signal either (exit 143 and nothing logged), but stop it as documented: it is handed to
-//   the stop handler as soon as there is one, which shuts down in order and exits 0.
+//   the stop handler as soon as there is one, which shuts down in order and exits 0. A second
+//   one before then ends the process as by default.
 // Commands other than the proxy (--check, stats, --version) give the stop signals back at once.
 // Before this module runs, during Node's own start (~100 ms), SIGTERM and SIGINT still kill the
 // process (Node's handler restores the terminal and dies by the signal): nothing can hold them
@@ -16,6 +17,9 @@ const holdSighup = (): void => {
 };
 const holdStop = (signal: NodeJS.Signals): void => {
   stops.push(signal);
+  // A second one while it starts: someone means it (a start hung reading a file on a dead
+  // mount, say). Act as by default: the process dies of the signal.
+  if (stops.length > 1) releaseEarlyStops();
 };
 // SIGHUP last: once the process catches it (SigCgt in /proc, which Node's own SIGTERM and SIGINT
 // handlers leave no trace of, as it catches those from its start) all three are held.

@@ -5,8 +5,13 @@
 import * as z from 'zod';
 import { usableCpus } from './cpus.js';
 
-/** A DNS name of letters, digits and hyphens in labels of 1 to 63, or "*." and one: what tls.sni matches a client's server name against. */
-const SERVERNAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+/**
+ * A host name of letters, digits, hyphens and underscores (Compose service names have them, and
+ * clients send them) in labels of 1 to 63, or "*." and one: what tls.sni matches a client's
+ * server name against. No trailing dot: SNI never carries one (RFC 6066). Spelled without the
+ * `i` flag so that config/schema.json's pattern accepts the same names.
+ */
+const SERVERNAME = /^(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/;
 
 /** More processes than this is a typo (each costs tens of MB), not a plan: `workers: 0` follows the machine. */
 const MAX_WORKERS = 1024;
@@ -88,7 +93,7 @@ export const configSchema = z
             z.strictObject({
               servername: z
                 .string()
-                .regex(SERVERNAME, { error: 'must be a DNS name ("redis.example.com"), or "*." and one (a wildcard for one label)' })
+                .regex(SERVERNAME, { error: 'must be a host name ("redis.example.com"), or "*." and one (a wildcard for one label)' })
                 .describe('TLS server name (SNI) this entry serves; "*.example.com" matches one label.'),
               cert_file: filePath().describe('PEM certificate served for this name.'),
               key_file: filePath().describe('PEM private key of cert_file.'),
@@ -200,6 +205,7 @@ export const configSchema = z
 function sameAddress(a: string, b: string): boolean {
   const any = (h: string) => h === '0.0.0.0' || h === '::' || h === '[::]';
   const loopback = (h: string) => h === 'localhost' || h === '127.0.0.1' || h === '::1' || h === '[::1]';
+  [a, b] = [a.toLowerCase(), b.toLowerCase()];
   return a === b || any(a) || any(b) || ((a === 'localhost' || b === 'localhost') && loopback(a) && loopback(b));
 }
 

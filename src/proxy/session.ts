@@ -298,7 +298,11 @@ export class Session {
         this.deadline = setTimeout(() => this.onDeadline(), Math.min(LOOK_AGAIN_MS, this.cfg.close.drain_timeout_ms));
         return;
       }
-      if (unacked === before) return this.giveUp();
+      if (unacked === before) {
+        this.deps.log.debug({ conn: this.id, phase, unacked }, 'closing: the client does not read');
+        return this.giveUp();
+      }
+      this.deps.log.debug({ conn: this.id, phase, unacked, before }, 'closing: the client reads; waiting on');
       this.armDeadline(); // it reads: a new wait, which this look begins
       this.look = { unacked, arm: this.arms };
     });

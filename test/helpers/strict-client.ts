@@ -40,6 +40,8 @@ export interface StrictClientOptions {
   finTimeoutMs?: number;
   /** After the handshake, read at most this many bytes a second (a slow but steady reader). */
   readRate?: number;
+  /** SO_RCVBUF of the client socket, set before it connects (no autotuning). */
+  rcvbuf?: number;
   /** Once this many payload bytes are on the wire, pause writing for `pauseMs` (still reading), then write the rest. */
   pauseAt?: number;
   pauseMs?: number;
@@ -84,6 +86,7 @@ export async function strictClient(opts: StrictClientOptions): Promise<StrictCli
   if (opts.afterWrite !== undefined) args.push('--after-write', opts.afterWrite);
   if (opts.finTimeoutMs !== undefined) args.push('--fin-timeout-ms', String(opts.finTimeoutMs));
   if (opts.readRate !== undefined) args.push('--read-rate', String(opts.readRate));
+  if (opts.rcvbuf !== undefined) args.push('--rcvbuf', String(opts.rcvbuf));
   if (opts.pauseAt !== undefined) args.push('--pause-at', String(opts.pauseAt), '--pause-ms', String(opts.pauseMs ?? 0));
 
   const r = await run(PYTHON, args, { timeoutMs: deadlineMs + 15_000 });

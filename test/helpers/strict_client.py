@@ -54,6 +54,8 @@ def main():
                     help='after the handshake, wait this long (still reading) before writing')
     ap.add_argument('--read-rate', type=int, default=0,
                     help='after the handshake, read at most this many bytes a second (0: as fast as they come)')
+    ap.add_argument('--rcvbuf', type=int, default=0,
+                    help='SO_RCVBUF for the socket, set before it connects (0: the kernel\'s autotuning)')
     ap.add_argument('--pause-at', type=int, default=0,
                     help='once this many payload bytes are on the wire, pause writing ...')
     ap.add_argument('--pause-ms', type=float, default=0,
@@ -116,7 +118,16 @@ def run(a, payload, res, t0):
     deadline = t0 + a.deadline_ms / 1000.0
     idle = a.read_timeout_ms / 1000.0
 
-    sock = socket.create_connection((a.host, a.port), timeout=10)
+    if a.rcvbuf > 0:
+        # set before connect(): a fixed receive buffer (no autotuning), so the server's replies
+        # back up in its own buffers instead of ours
+        family, kind, proto, _, addr = socket.getaddrinfo(a.host, a.port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, a.rcvbuf)
+        sock.settimeout(10)
+        sock.connect(addr)
+    else:
+        sock = socket.create_connection((a.host, a.port), timeout=10)
     sock.setblocking(False)
     incoming = ssl.MemoryBIO()
     outgoing = ssl.MemoryBIO()

@@ -4,37 +4,31 @@
 // replies, the error and close_notify. A full backend socket used to pause the client then, and
 // nothing resumed it: the client's next writes went unread and ended in a reset.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import path from 'node:path';
 import { describe, test } from 'node:test';
-import { repoRoot, sleep, trackChild } from '../helpers/common.js';
+import { sleep } from '../helpers/common.js';
+import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
 import { logTail } from '../helpers/fixture.js';
 import { startProxy } from '../helpers/proxy.js';
 import { startRedis } from '../helpers/redis.js';
 import { ERR } from '../helpers/resp.js';
-import { PYTHON, describe as showResult, strictClient } from '../helpers/strict-client.js';
+import { describe as showResult, strictClient } from '../helpers/strict-client.js';
 
 describe('a close that starts while the backend connects', { timeout: 90_000 }, () => {
   test('24 KB of PINGs and *x in the first flight, the backend let in 1 s later, then 8 MB more from the client: every PONG, the error, close_notify, and no write fails', { timeout: 60_000 }, async (t) => {
     const redis = await startRedis();
     t.after(() => redis.stop());
-    // The door: connections to it hang until told to open (its accept queue is full).
-    const door = spawn(PYTHON, ['-S', path.join(repoRoot, 'test', 'helpers', 'late_door.py'), '127.0.0.1', String(redis.port)], { stdio: ['pipe', 'pipe', 'inherit'] });
-    trackChild(door);
-    t.after(() => door.kill('SIGKILL'));
-    const [first] = (await once(door.stdout!, 'data')) as [Buffer];
-    const doorPort = Number(first.toString('latin1').trim());
-    assert.ok(doorPort > 0, `door port: ${first.toString('latin1')}`);
-    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: doorPort, connect_timeout_ms: 10_000 }, close: { drain_timeout_ms: 3_000 } });
+    // The door: connections to it hang until released (its accept queue is full), then go on to Redis.
+    const door = await fullAcceptQueue(redis.port);
+    t.after(() => door.close());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: door.port, connect_timeout_ms: 10_000 }, close: { drain_timeout_ms: 3_000 } });
     t.after(() => proxy.stop());
 
     const pings = Buffer.from('PING\r\n'.repeat(4000));
-    const first_flight = Buffer.concat([pings, Buffer.from('*x\r\n')]);
-    const payload = Buffer.concat([first_flight, Buffer.alloc(8 << 20, 0x78)]);
-    const client = strictClient({ port: proxy.port, payload, caFile: proxy.certs.caFile, pauseAt: first_flight.length, pauseMs: 1_500, readTimeoutMs: 15_000 });
+    const firstFlight = Buffer.concat([pings, Buffer.from('*x\r\n')]);
+    const payload = Buffer.concat([firstFlight, Buffer.alloc(8 << 20, 0x78)]);
+    const client = strictClient({ port: proxy.port, payload, caFile: proxy.certs.caFile, pauseAt: firstFlight.length, pauseMs: 1_500, readTimeoutMs: 15_000 });
     await sleep(300); // the first flight is in, the close begun, the backend connect hanging
-    door.stdin!.write('open\n'); // the connect completes with the SYN sent again, ~1 s after the first
+    door.release(); // the connect completes with the SYN sent again, ~1 s after the first
     const r = await client;
     const why = `${showResult(r)}\n${logTail(proxy)}`;
     assert.equal(r.reply.toString('latin1'), `${'+PONG\r\n'.repeat(4000)}${ERR.multibulk}`, why);

@@ -285,7 +285,7 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
 
     // A respawn due when SIGTERM comes. Clients held on both workers (connections go round-robin;
     // checked below by the drain time); the survivor dies (replaced at once) and its replacement
-    // dies young (the next one waits 1 s); SIGTERM comes within that second, and the clients on
+    // dies young (the next one waits 2 s); SIGTERM comes within the first second, and the clients on
     // the replacement keep it draining for grace_ms (3 s). The respawn must not happen: a worker
     // forked after the SIGTERM never hears it, and the proxy never exits.
     assert.deepEqual([await hold(), await hold(), await hold(), await hold()], Array(4).fill('+PONG\r\n'), logTail(proxy));
@@ -301,7 +301,7 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
     const exit = await proxy.stop('SIGTERM', 20_000).finally(() => clearInterval(sampler));
     const drainMs = Date.now() - stopAt;
     assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
-    // The premises: SIGTERM inside the 1 s back-off, and the replacement still draining when it ran out.
+    // The premises: SIGTERM inside the back-off, and the replacement still draining when it ran out.
     const sinceDeathMs = stopAt - Date.parse(String(deaths[2]!.time));
     assert.ok(sinceDeathMs < 1000, `SIGTERM came ${sinceDeathMs} ms after the young worker's death: outside the back-off`);
     assert.ok(drainMs > 2000, `exit ${drainMs} ms after SIGTERM: no client held the replacement draining`);

@@ -172,6 +172,7 @@ describe('parseConfigText', () => {
     const problems = (extra: string) => parseConfigText(`${MINIMAL}${extra}`, 'p.yaml').problems;
     assert.deepEqual(problems('listen: { host: 127.0.0.1, port: 7000 }\nadmin: { host: localhost, port: 7000 }\n'), ['p.yaml:5: admin.port: must differ from listen.port on the same address']);
     assert.deepEqual(problems('listen: { host: "::1", port: 7000 }\nadmin: { host: 127.0.0.1, port: 7000 }\n'), []); // two sockets
+    assert.deepEqual(problems('listen: { host: LOCALHOST, port: 7000 }\nadmin: { host: localhost, port: 7000 }\n'), ['p.yaml:5: admin.port: must differ from listen.port on the same address']);
     assert.deepEqual(problems('workers: 100000\n'), ['p.yaml:4: workers: must be an integer from 0 (one per CPU) to 1024']);
     assert.deepEqual(problems('workers: 1024\n'), []);
   });
@@ -179,9 +180,9 @@ describe('parseConfigText', () => {
   it('rejects a tls.sni servername that is no DNS name, and one served twice', () => {
     const sni = (names: string[]) =>
       parseConfigText(`${MINIMAL}  sni:\n${names.map((n) => `    - { servername: ${JSON.stringify(n)}, cert_file: a.crt, key_file: a.key }\n`).join('')}`, 'p.yaml').problems;
-    assert.deepEqual(sni(['redis.example.com', '*.cache.example.com', 'localhost', 'a-1.b2.test']), []);
-    const notDns = 'must be a DNS name ("redis.example.com"), or "*." and one (a wildcard for one label)';
-    assert.deepEqual(sni(['bad name with spaces', '', '*.', 'a..b', '-a.test', 'redis.*.test', `${'x'.repeat(64)}.test`]), [
+    assert.deepEqual(sni(['redis.example.com', '*.cache.example.com', 'localhost', 'a-1.b2.test', 'redis_cache', 'Other.Example.COM']), []);
+    const notDns = 'must be a host name ("redis.example.com"), or "*." and one (a wildcard for one label)';
+    assert.deepEqual(sni(['bad name with spaces', '', '*.', 'a..b', '-a.test', 'redis.*.test', `${'x'.repeat(64)}.test`, 'trailing.dot.']), [
       `p.yaml:5: tls.sni.0.servername: ${notDns}`,
       `p.yaml:6: tls.sni.1.servername: ${notDns}`,
       `p.yaml:7: tls.sni.2.servername: ${notDns}`,
@@ -189,6 +190,7 @@ describe('parseConfigText', () => {
       `p.yaml:9: tls.sni.4.servername: ${notDns}`,
       `p.yaml:10: tls.sni.5.servername: ${notDns}`,
       `p.yaml:11: tls.sni.6.servername: ${notDns}`,
+      `p.yaml:12: tls.sni.7.servername: ${notDns}`,
     ]);
     assert.deepEqual(sni(['a.test', 'b.test', 'A.Test']), ['p.yaml:7: tls.sni.2.servername: servername "A.Test" is already served by tls.sni.0']);
   });

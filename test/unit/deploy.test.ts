@@ -172,8 +172,9 @@ const adminPort = (): number => DEFAULTS.admin.port as number;
 /** How long a stop must be allowed to take: grace for clients + the drain of the last ones. */
 // The longest an orderly shutdown takes without progress: the grace time, then a close's four
 // drain_timeout_ms waits (backend replies, backend close, client flush, drain).
-// + two looks at the kernel (whether a client reads), up to 1 s each: session.ts LOOK_AGAIN_MS
-const stopBudgetMs = (c: Obj): number => (c.shutdown.grace_ms as number) + 4 * (c.close.drain_timeout_ms as number) + 2 * Math.min(1000, c.close.drain_timeout_ms as number);
+// + three second looks at the kernel (whether a client reads: waiting for the backend's replies,
+// for its close, for the client's flush), up to 1 s each: session.ts LOOK_AGAIN_MS
+const stopBudgetMs = (c: Obj): number => (c.shutdown.grace_ms as number) + 4 * (c.close.drain_timeout_ms as number) + 3 * Math.min(1000, c.close.drain_timeout_ms as number);
 
 // ---------------------------------------------------------------------------------------------
 // Dockerfile
