@@ -112,7 +112,15 @@ async function workersStack(t: TestContext, config: Record<string, unknown>) {
       await pingOnce(proxy, ca);
       return pids.every((pid) => closeRecords(proxy.logs()).some((r) => r.pid === pid));
     }, 30_000, 50);
-  return { redis, proxy, seen, held, workers, ca, serving };
+  /** `n` more clients, each answered +PONG, held open (handed out to the workers in turn). */
+  const openPinged = async (n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) {
+      const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
+      held.push(c);
+      assert.equal((await c.request(encodeCommand(['PING']), 1, 15_000))[0]!.toString('latin1'), '+PONG\r\n');
+    }
+  };
+  return { redis, proxy, seen, held, workers, ca, serving, openPinged };
 }
 
 describe('workers: 2', { timeout: 180_000 }, () => {
@@ -383,17 +391,13 @@ describe('workers: 2, SIGTERM to the whole process group', { timeout: 90_000 }, 
 
 describe('workers: 2, a worker that has drained', { timeout: 90_000 }, () => {
   test('what it counted after the last scrape (its shutdown closes) reaches /metrics while the other still drains', { timeout: 80_000 }, async (t) => {
-    const { redis, proxy, held, workers, ca, serving } = await workersStack(t, { workers: 2, shutdown: { grace_ms: 1000 }, close: { drain_timeout_ms: 8000 } });
+    const { redis, proxy, held, workers, serving, openPinged } = await workersStack(t, { workers: 2, shutdown: { grace_ms: 1000 }, close: { drain_timeout_ms: 8000 } });
     const pids = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
     await serving(pids);
     // Four clients handed out in turn: the 1st and 3rd on one worker block in BLPOP, which keeps
     // it draining up to drain_timeout_ms after grace_ms; the other worker holds two idle clients,
     // closes them in order when grace_ms is over, and exits.
-    for (let i = 0; i < 4; i++) {
-      const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
-      held.push(c);
-      assert.equal((await c.request(encodeCommand(['PING']), 1, 15_000))[0]!.toString('latin1'), '+PONG\r\n');
-    }
+    await openPinged(4);
     await proxy.metrics(); // the last scrape before the stop: no shutdown close counted yet
     held[0]!.socket.write(encodeCommand(['BLPOP', 'drained:0', '0']));
     held[2]!.socket.write(encodeCommand(['BLPOP', 'drained:2', '0']));
@@ -437,14 +441,10 @@ describe('workers: 2 whose replacements cannot start', { timeout: 90_000 }, () =
 
 describe('workers: 2 that do not answer a scrape in time', { timeout: 90_000 }, () => {
   test('their last answer stands in, gauges included: connections_active and the certificate expiry stay in /metrics', { timeout: 80_000 }, async (t) => {
-    const { proxy, held, workers, ca, serving } = await workersStack(t, { workers: 2 });
+    const { proxy, workers, serving, openPinged } = await workersStack(t, { workers: 2 });
     const pids = await waitFor('two worker processes', () => (workers().length === 2 ? workers() : null), 45_000, 100);
     await serving(pids);
-    for (let i = 0; i < 2; i++) {
-      const c = await openTls(proxy.port, { ca, timeoutMs: 15_000 });
-      held.push(c);
-      assert.equal((await c.request(encodeCommand(['PING']), 1, 15_000))[0]!.toString('latin1'), '+PONG\r\n');
-    }
+    await openPinged(2);
     const expiry = 'resp_tls_proxy_tls_cert_expiry_timestamp_seconds';
     const answered = await waitForMetric(proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 2, 10_000);
     const expires = metricValue(answered, expiry);
