@@ -4,12 +4,16 @@
 //   kill the process, its default action, nor be lost;
 // - a SIGTERM or SIGINT (a deploy rolled back at once, Ctrl-C while it starts) must not kill it
 //   by signal either (exit 143 and nothing logged), but stop it as documented: it is handed to
-//   the stop handler as soon as there is one, which shuts down in order and exits 0. A second
-//   one before then ends the process as by default.
+//   the stop handler as soon as there is one, which shuts down in order and exits 0. A start
+//   that hangs (a config or certificate file on a dead mount, read synchronously: no JavaScript
+//   runs until the read returns, so no handler could act) ends only by SIGKILL, which
+//   supervisors send after their stop timeout.
 // Commands other than the proxy (--check, stats, --version) give the stop signals back at once.
 // Before this module runs, during Node's own start (~100 ms), SIGTERM and SIGINT still kill the
 // process (Node's handler restores the terminal and dies by the signal): nothing can hold them
 // there.
+import os from 'node:os';
+
 let sighup = false;
 const stops: NodeJS.Signals[] = [];
 const holdSighup = (): void => {
@@ -17,9 +21,6 @@ const holdSighup = (): void => {
 };
 const holdStop = (signal: NodeJS.Signals): void => {
   stops.push(signal);
-  // A second one while it starts: someone means it (a start hung reading a file on a dead
-  // mount, say). Act as by default: the process dies of the signal.
-  if (stops.length > 1) releaseEarlyStops();
 };
 // SIGHUP last: once the process catches it (SigCgt in /proc, which Node's own SIGTERM and SIGINT
 // handlers leave no trace of, as it catches those from its start) all three are held.
@@ -45,8 +46,13 @@ export function takeEarlyStops(): NodeJS.Signals[] {
   return stops.splice(0);
 }
 
-/** For a command that is not the proxy: SIGTERM and SIGINT act as by default again, one that came ends it now. */
+/**
+ * For a command that is not the proxy: SIGTERM and SIGINT act as by default again, and one that
+ * came ends the process now, with the status a shell reports for death by that signal (143,
+ * 130). Not by sending it to ourselves: on Node 26 the signal can still reach the listener just
+ * removed, and be ignored.
+ */
 export function releaseEarlyStops(): void {
   const came = takeEarlyStops();
-  if (came.length > 0) process.kill(process.pid, came[0]!);
+  if (came.length > 0) process.exit(128 + os.constants.signals[came[0]!]);
 }
