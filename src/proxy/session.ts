@@ -274,10 +274,8 @@ export class Session {
     this.deadline = null;
     // Phase 4: after end() no 'drain' comes to tell that the client reads; its queue tells.
     if (this.phase === 'flush' && this.client.writableLength < this.flushLeft) return this.armDeadline();
-    // Replies queued for the client (phases 2 and 4): while it reads, the wait is not over.
-    // Not in phase 2 with uncounted replies: a busy channel never ends, only the first deadline counts.
-    const counted = this.phase === 'flush' || (this.phase === 'backend' && this.countable());
-    if (counted && this.client.writableLength > 0) return this.lookAtClient();
+    // Replies queued for the client: while it reads, that is progress too.
+    if (this.progressExtends() && this.client.writableLength > 0) return this.lookAtClient();
     this.giveUp();
   }
 
@@ -335,10 +333,20 @@ export class Session {
     this.deadline = setTimeout(() => this.onDeadline(), this.cfg.close.drain_timeout_ms);
   }
 
-  /** Phase 2 progress (phase 4's is looked at when its deadline comes: onDeadline). */
+  /**
+   * Progress (a reply coming in, the client reading) restarts the wait; phase 4 also looks at
+   * its queue when the deadline comes (onDeadline).
+   */
   private progress(): void {
-    // Uncounted replies may never end (a busy channel): then only the first deadline counts.
-    if (this.phase === 'backend' && this.countable()) this.armDeadline();
+    if (this.progressExtends()) this.armDeadline();
+  }
+
+  /**
+   * Whether progress starts a new wait: in phases 2 and 4, but not in phase 2 with uncounted
+   * replies (a busy channel never ends: only the first deadline counts), nor in the drain.
+   */
+  private progressExtends(): boolean {
+    return this.phase === 'flush' || (this.phase === 'backend' && this.countable());
   }
 
   /** The end of every close: destroys what is still open and records the close. Idempotent. */
