@@ -11,7 +11,7 @@ import { WORKER_CONFIG_ENV, loadConfigFile } from './config/load.js';
 import { type Config, type WorkerPlace, keepRestartOnly, restartOnlyChanges, workerCount } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
-import { loadTlsMaterial } from './config/tls.js';
+import { TICKET_SALT_ENV, loadTlsMaterial, ticketSalt } from './config/tls.js';
 import { usableCpus } from './config/cpus.js';
 import { Listener } from './proxy/listener.js';
 import { pingBackend } from './proxy/upstream.js';
@@ -352,7 +352,11 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   const respawns = new Set<NodeJS.Timeout>();
 
   const fork = (slot: number): Worker => {
-    const w = cluster.fork({ [WORKER_CONFIG_ENV]: JSON.stringify(state.current), [WORKER_PLACE_ENV]: `${slot}/${count}` });
+    const w = cluster.fork({
+      [WORKER_CONFIG_ENV]: JSON.stringify(state.current),
+      [WORKER_PLACE_ENV]: `${slot}/${count}`,
+      [TICKET_SALT_ENV]: ticketSalt().toString('hex'), // the same session tickets in every worker
+    });
     started.set(w.id, { at: Date.now(), slot });
     w.on('message', (msg: WorkerMessage) => {
       if (msg.type === 'listening') {

@@ -1,6 +1,7 @@
 // The TLS material a config names: certificates and keys read, checked and made into secure
 // contexts. One mechanism for start-up, reloads, the certificate watch and `--check`.
-import { X509Certificate, createHash } from 'node:crypto';
+import cluster from 'node:cluster';
+import { X509Certificate, createHash, hkdfSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
@@ -144,5 +145,44 @@ export function loadTlsMaterial(cfg: Config['tls'], files: TlsFileBytes = readTl
   const sni = pairs
     .map(({ entry, pair }) => ({ servername: entry.servername.toLowerCase(), context: tls.createSecureContext(pair.options), backend: entry.backend }))
     .sort((a, b) => Number(a.servername.startsWith('*.')) - Number(b.servername.startsWith('*.')));
-  return { options: main.options, sni, expiresAt: Math.min(main.notAfter, ...pairs.map((p) => p.pair.notAfter)), fingerprint: tlsFingerprint(files) };
+  return {
+    options: { ...main.options, ticketKeys: ticketKeys(cfg, read) },
+    sni,
+    expiresAt: Math.min(main.notAfter, ...pairs.map((p) => p.pair.notAfter)),
+    fingerprint: tlsFingerprint(files),
+  };
+}
+
+/** Hands the primary's ticket salt (hex) to the workers it forks. */
+export const TICKET_SALT_ENV = 'RESP_TLS_PROXY_TICKET_SALT';
+let salt: Buffer | null = null;
+
+/** 32 random bytes made once per start of the proxy: a worker takes its primary's. */
+export function ticketSalt(): Buffer {
+  if (salt === null) {
+    const inherited = cluster.isWorker ? process.env[TICKET_SALT_ENV] : undefined;
+    salt = inherited !== undefined && /^[0-9a-f]{64}$/.test(inherited) ? Buffer.from(inherited, 'hex') : randomBytes(32);
+  }
+  return salt;
+}
+
+/**
+ * The session ticket keys (48 bytes: key name, HMAC key, AES key), derived from what decides who
+ * may resume: the server keys, the client CA and whether client certificates are asked for, with
+ * a salt made at each start. So every worker issues and takes the same tickets (Node makes random
+ * ones per process and per secure context: a client resuming on another worker, or after any
+ * reload, got a full handshake), a reload that keeps those files keeps them, and a reload that
+ * changes the CA or turns client certificates on makes new ones: a session resumed from before
+ * could not prove a client certificate the new settings ask for. The salt is no secret by itself;
+ * with the key files it gives the ticket keys, so it is passed to workers but never logged.
+ */
+function ticketKeys(cfg: Config['tls'], read: ReadFile): Buffer {
+  const h = createHash('sha256');
+  const parts: Array<[string, string]> = [['key', cfg.key_file], ...cfg.sni.map((e): [string, string] => ['sni key', e.key_file])];
+  if (cfg.ca_file !== null) parts.push(['client ca', cfg.ca_file]);
+  for (const [what, file] of parts) {
+    const bytes = read(file);
+    h.update(`${what}\0${bytes.length}\0`).update(bytes);
+  }
+  return Buffer.from(hkdfSync('sha256', h.digest(), ticketSalt(), 'resp-tls-proxy session ticket keys', 48));
 }

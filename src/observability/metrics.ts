@@ -57,6 +57,11 @@ export function createMetrics(version: string) {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     }),
+    handshakesResumed: new Counter({
+      name: `${PREFIX}tls_handshakes_resumed_total`,
+      help: 'Completed TLS handshakes that resumed an earlier session (a session ticket) instead of a full handshake.',
+      registers,
+    }),
     backendConnectDuration: new Histogram({
       name: `${PREFIX}backend_connect_duration_seconds`,
       help: 'Time to open the plaintext TCP connection to the backend.',

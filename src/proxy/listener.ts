@@ -177,6 +177,7 @@ export class Listener {
     const raw = (socket as unknown as { _parent?: Timed })._parent;
     const acceptedAt = raw?.[kAcceptedAt];
     if (acceptedAt !== undefined) this.metrics.handshakeDuration.observe((performance.now() - acceptedAt) / 1000);
+    if (socket.isSessionReused()) this.metrics.handshakesResumed.inc();
     socket.disableRenegotiation();
     const m = this.metrics;
     const { allow } = this.config.tls;

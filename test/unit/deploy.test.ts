@@ -34,6 +34,7 @@ const PROXY_METRICS: Record<string, MetricSpec> = {
   connections_total: { type: 'counter' },
   tls_handshake_failures_total: { type: 'counter', labels: { reason: null } },
   tls_handshake_duration_seconds: { type: 'histogram' },
+  tls_handshakes_resumed_total: { type: 'counter' },
   backend_connect_duration_seconds: { type: 'histogram' },
   commands_total: { type: 'counter' },
   bytes_total: { type: 'counter', labels: { direction: ['to_backend', 'to_client'] } },
