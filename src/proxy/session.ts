@@ -510,7 +510,7 @@ export class Session {
     // Fed even when the count means nothing (after SUBSCRIBE…): it still tells where replies end.
     this.counter.feed(chunk);
     if (this.counter.watched !== 0) {
-      if (this.counter.watched === 45 /* - */) this.scanner.helloRefused(this.counter.watchFor);
+      this.scanner.helloAnswered(this.counter.watchFor, this.counter.watched === 45 /* - */);
       this.counter.watched = 0;
     }
     this.writeClient(chunk);

@@ -6,8 +6,12 @@ const LINE = 0; // reading a type byte's line (up to CRLF)
 const BODY = 1; // skipping a blob body plus its CRLF
 const BROKEN = 2;
 
-/** Deepest aggregate nesting we follow; Redis replies nest a handful of levels at most. */
-const MAX_DEPTH = 64;
+/**
+ * Deepest aggregate nesting we follow. Replies can nest deep: a Lua script returns thousands of
+ * levels (`local t={1} for i=1,5000 do t={t} end return t`), so this is only a bound on memory
+ * (two numbers a level; the backend sent at least 4 bytes for each).
+ */
+const MAX_DEPTH = 1 << 20;
 
 export class ReplyCounter {
   /** Complete top-level replies seen. */

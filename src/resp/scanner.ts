@@ -48,6 +48,7 @@ const BULK_CR = 13;
 const BULK_LF2 = 14;
 const INLINE = 15; // inside an inline line, looking for LF
 const FAILED = 16;
+const QUIT = 17; // after a complete QUIT: Redis reads nothing more, nor do we
 
 /** Commands that put the connection in subscriber or monitor mode: replies no longer one per command. */
 const SUBSCRIBE_NAMES = new Set(['subscribe', 'psubscribe', 'ssubscribe', 'monitor']);
@@ -64,9 +65,16 @@ const UNSUBSCRIBE_BYTES = [...UNSUBSCRIBE_NAMES].map((name) => Buffer.from(name,
 /** CLIENT REPLY OFF|SKIP silences replies: counting stops too (so does CLIENT REPLY ON, to keep it simple). */
 const CLIENT_BYTES = Buffer.from('client', 'latin1');
 const REPLY_BYTES = Buffer.from('reply', 'latin1');
-/** HELLO 3: RESP3 from now on, until its reply says otherwise (helloRefused). */
+/** HELLO 3: RESP3 from now on, until its reply says otherwise (helloAnswered). */
 const HELLO_BYTES = Buffer.from('hello', 'latin1');
-const NAME_MIN = 5; // "hello"
+/** REPLCONF ACK and GETACK get no reply: counting stops after any REPLCONF. */
+const REPLCONF_BYTES = Buffer.from('replconf', 'latin1');
+/**
+ * QUIT: Redis replies +OK and reads nothing after it, however it goes on; so nothing after it is
+ * scanned (no protocol error from bytes Redis would never read) or forwarded.
+ */
+const QUIT_BYTES = Buffer.from('quit', 'latin1');
+const NAME_MIN = 4; // "quit"
 const NAME_MAX = 12; // "punsubscribe", "sunsubscribe"
 
 /** -LLONG_MIN: the largest magnitude string2ll() accepts for "*-N" (19 digits). */
@@ -87,8 +95,8 @@ export class RequestScanner {
   subscribeSeen = false;
   /**
    * Set once replies stopped being one per command: after SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR,
-   * CLIENT REPLY, or an UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE naming two or more channels or sent
-   * after a HELLO 3 not refused. Counting the backend's replies then says nothing about what is
+   * CLIENT REPLY, REPLCONF, or an UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE naming two or more
+   * channels or sent after a HELLO 3 not refused. Counting the backend's replies then says nothing about what is
    * unanswered.
    */
   repliesUncounted = false;
@@ -117,8 +125,12 @@ export class RequestScanner {
   private replyHit = false;
   private helloHit = false;
   private resp3Hit = false;
+  private uncountedHit = false; // REPLCONF
+  private quitHit = false;
   /** The client sent HELLO 3 and no error answered it (yet). */
   private resp3 = false;
+  /** A HELLO 3 was answered without an error: RESP3 whatever later ones get. */
+  private resp3Confirmed = false;
   /** Which command (1-based, as counted in `commands`) the last HELLO 3 was; 0 if none. */
   hello3At = 0;
   private readonly nameBuf = Buffer.alloc(NAME_MAX);
@@ -138,11 +150,16 @@ export class RequestScanner {
 
   /** True while a command has started but not finished (bytes held or streaming). */
   get midCommand(): boolean {
-    return this.state !== START && this.state !== FAILED;
+    return this.state !== START && this.state !== FAILED && this.state !== QUIT;
+  }
+
+  /** The client sent QUIT: whatever it sends from now on is dropped unread, as Redis does. */
+  get quit(): boolean {
+    return this.state === QUIT;
   }
 
   feed(chunk: Buffer, out: Buffer[]): void {
-    if (this.state === FAILED) return;
+    if (this.state === FAILED || this.state === QUIT) return;
     const n = chunk.length;
     const maxMb = this.maxMultibulk;
     const maxBulk = this.maxBulk;
@@ -239,6 +256,8 @@ export class RequestScanner {
             this.replyHit = false;
             this.helloHit = false;
             this.resp3Hit = false;
+            this.uncountedHit = false;
+            this.quitHit = false;
             state = BULK_DOLLAR;
           }
           break;
@@ -301,6 +320,8 @@ export class RequestScanner {
               this.unsubscribeHit = this.nameIn(UNSUBSCRIBE_BYTES);
               this.clientHit = this.nameIs(CLIENT_BYTES);
               this.helloHit = this.nameIs(HELLO_BYTES);
+              this.uncountedHit = this.nameIs(REPLCONF_BYTES);
+              this.quitHit = this.nameIs(QUIT_BYTES);
             } else if (this.clientHit) this.replyHit = this.nameIs(REPLY_BYTES);
             else this.resp3Hit = this.nameBuf[0] === 51; /* 3 */
             this.nameLen = 0;
@@ -309,11 +330,12 @@ export class RequestScanner {
           if (--elemsLeft === 0) {
             commands++;
             if (this.nameHit) this.subscribeSeen = this.repliesUncounted = true;
-            if (this.replyHit || (this.unsubscribeHit && (this.resp3 || this.elemIndex > 2))) this.repliesUncounted = true;
+            if (this.replyHit || this.uncountedHit || (this.unsubscribeHit && (this.resp3 || this.elemIndex > 2))) this.repliesUncounted = true;
             if (this.resp3Hit) this.hello3(commands);
             state = START;
             if (this.heldBytes > 0) this.flushHeld(out);
             this.streaming = false;
+            if (this.quitHit) return this.quitAfter(chunk, out, emitStart, i, commands);
           } else state = BULK_DOLLAR;
           break;
         case INLINE: {
@@ -339,6 +361,7 @@ export class RequestScanner {
           i = lf + 1;
           emitStart = i;
           state = START;
+          if (this.quitHit) return this.quitAfter(chunk, out, emitStart, i, commands);
           break;
         }
         default:
@@ -384,12 +407,15 @@ export class RequestScanner {
     this.dropHeld();
     this.lastInlineArgs = args.length;
     this.resp3Hit = false;
+    this.quitHit = false;
     if (args.length > 0) {
       const name = args[0]!.toString('latin1').toLowerCase();
       if (SUBSCRIBE_NAMES.has(name)) this.subscribeSeen = this.repliesUncounted = true;
       else if (UNSUBSCRIBE_NAMES.has(name)) this.repliesUncounted ||= this.resp3 || args.length > 2;
       else if (name === 'hello' && args.length > 1 && args[1]!.length === 1 && args[1]![0] === 51) this.resp3Hit = true;
       else if (name === 'client' && args.length > 1 && args[1]!.toString('latin1').toLowerCase() === 'reply') this.repliesUncounted = true;
+      else if (name === 'replconf') this.repliesUncounted = true;
+      else if (name === 'quit') this.quitHit = true;
       out.push(encodeMultibulk(args));
     }
     return null;
@@ -402,11 +428,20 @@ export class RequestScanner {
   }
 
   /**
-   * The HELLO 3 that was command `at` got an error (an old server, NOAUTH): the connection stays
-   * RESP2. Nothing changes if a later HELLO 3 was sent meanwhile.
+   * The reply to the HELLO 3 that was command `at`: an error (an old server, NOAUTH) leaves the
+   * protocol as it was, RESP3 if an earlier HELLO 3 was answered without one. Nothing changes if a
+   * later HELLO 3 was sent meanwhile.
    */
-  helloRefused(at: number): void {
-    if (at === this.hello3At) this.resp3 = false;
+  helloAnswered(at: number, refused: boolean): void {
+    if (!refused) this.resp3Confirmed = true;
+    else if (at === this.hello3At) this.resp3 = this.resp3Confirmed;
+  }
+
+  /** A QUIT ended at chunk[i): forward up to it, drop the rest, read nothing more. */
+  private quitAfter(chunk: Buffer, out: Buffer[], emitStart: number, i: number, commands: number): void {
+    if (i > emitStart) out.push(chunk.subarray(emitStart, i));
+    this.commands = commands;
+    this.state = QUIT;
   }
 
   /** nameBuf[0, nameLen) is one of `names`, ASCII case-insensitively. */

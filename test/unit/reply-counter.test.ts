@@ -38,6 +38,8 @@ const VECTORS: [string, string, number, boolean?][] = [
   ['nested array', '*2\r\n*2\r\n:1\r\n:2\r\n*1\r\n$-1\r\n', 1],
   ['array holding empty and null arrays', '*3\r\n*0\r\n*-1\r\n+x\r\n', 1],
   ['deeply nested', '*1\r\n'.repeat(30) + ':1\r\n', 1],
+  // A Lua script returns as deep as it builds: EVAL "local t={1} for i=1,100 do t={t} end return t" 0
+  ['nested 101 deep (a Lua reply), then another reply', '*1\r\n'.repeat(100) + '*1\r\n:1\r\n' + '*-1\r\n', 2],
   ['pipeline of replies', '+OK\r\n:1\r\n$1\r\na\r\n*1\r\n+b\r\n-ERR x\r\n$-1\r\n', 6],
   ['incomplete simple string', '+OK\r', 0],
   ['incomplete bulk body', '$5\r\nhel', 0],

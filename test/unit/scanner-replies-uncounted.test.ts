@@ -1,7 +1,8 @@
 // RequestScanner.repliesUncounted: set once a command makes the backend's replies stop being one
 // per command — SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR (subscribeSeen too), UNSUBSCRIBE and its
 // P and S forms naming two or more channels (RESP2: one reply per channel) or after HELLO 3
-// (RESP3: pushes, not replies), and CLIENT REPLY (OFF and SKIP silence replies) — so the session invents no "backend connection lost" replies
+// (RESP3: pushes, not replies), CLIENT REPLY (OFF and SKIP silence replies) and REPLCONF (ACK
+// and GETACK get no reply) — so the session invents no "backend connection lost" replies
 // and does not wait for replies that never come. Multibulk and inline, any case, at every split.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -70,17 +71,34 @@ describe('RequestScanner.repliesUncounted', () => {
       for (const p of parts.slice(1)) s.feed(Buffer.from(p, 'latin1'), []);
       return { uncounted: s.repliesUncounted, at };
     };
-    assert.deepEqual(scanned([mb('PING') + mb('HELLO', '3'), mb('UNSUBSCRIBE')], (s) => s.helloRefused(2)), { uncounted: false, at: 2 });
-    assert.deepEqual(scanned(['HELLO 3\r\n', mb('UNSUBSCRIBE')], (s) => s.helloRefused(1)), { uncounted: false, at: 1 });
+    assert.deepEqual(scanned([mb('PING') + mb('HELLO', '3'), mb('UNSUBSCRIBE')], (s) => s.helloAnswered(2, true)), { uncounted: false, at: 2 });
+    assert.deepEqual(scanned(['HELLO 3\r\n', mb('UNSUBSCRIBE')], (s) => s.helloAnswered(1, true)), { uncounted: false, at: 1 });
     assert.deepEqual(scanned([mb('HELLO', '3'), mb('UNSUBSCRIBE')], () => undefined), { uncounted: true, at: 1 });
     // A later HELLO 3 is not undone by the refusal of an earlier one.
-    assert.deepEqual(scanned([mb('HELLO', '3') + mb('HELLO', '3', 'AUTH', 'u', 'p'), mb('UNSUBSCRIBE')], (s) => s.helloRefused(1)), { uncounted: true, at: 2 });
+    assert.deepEqual(scanned([mb('HELLO', '3') + mb('HELLO', '3', 'AUTH', 'u', 'p'), mb('UNSUBSCRIBE')], (s) => s.helloAnswered(1, true)), { uncounted: true, at: 2 });
+  });
+
+  it('REPLCONF (ACK and GETACK get no reply), multibulk and inline, any case', () => {
+    for (const s of [mb('REPLCONF', 'ACK', '0'), mb('replconf', 'getack', '*'), 'ReplConf ack 0\r\n', mb('PING') + mb('REPLCONF', 'listening-port', '1') + mb('GET', 'k')]) {
+      assert.deepEqual(flags(s), { uncounted: true, subscribe: false }, JSON.stringify(s));
+    }
+  });
+
+  it('a refused HELLO 3 after an accepted one leaves the connection RESP3', () => {
+    const s = new RequestScanner(LIMITS);
+    s.feed(Buffer.from(mb('HELLO', '3'), 'latin1'), []);
+    s.helloAnswered(1, false);
+    s.feed(Buffer.from(mb('HELLO', '3', 'AUTH', 'nosuch', 'x'), 'latin1'), []);
+    s.helloAnswered(2, true);
+    s.feed(Buffer.from(mb('UNSUBSCRIBE'), 'latin1'), []);
+    assert.equal(s.repliesUncounted, true, 'RESP3: the bare UNSUBSCRIBE is answered with a push only');
   });
 
   it('look-alikes do not', () => {
     for (const s of [mb('CLIENT', 'LIST'), mb('CLIENT', 'REPLYX', 'OFF'), mb('CLIENTS', 'REPLY', 'OFF'), mb('ECHO', 'CLIENT'), mb('ECHO', 'client', 'reply'), mb('SET', 'REPLY', 'x'),
       mb('CLIENT'), mb('CLIENT', 'ID') + mb('GET', 'reply'), 'ECHO client reply\r\n', 'CLIENT LIST\r\n', mb('CLIENT', 'REPL\xc9'), mb('CLIENT', 'SETNAME', 'reply'),
       mb('UNSUBSCRIBEX', 'a', 'b'), mb('XUNSUBSCRIBE', 'a', 'b'), mb('ECHO', 'unsubscribe', 'a', 'b'), mb('PUNSUBSCRIB', 'a', 'b'), 'ECHO sunsubscribe a b\r\n',
+      mb('REPLCONFX', 'ACK', '0'), mb('ECHO', 'replconf'), 'ECHO replconf\r\n',
       mb('HELLOX', '3') + mb('UNSUBSCRIBE'), mb('ECHO', 'hello', '3') + mb('UNSUBSCRIBE'), mb('HELL', '3') + mb('UNSUBSCRIBE')]) {
       assert.deepEqual(flags(s), { uncounted: false, subscribe: false }, JSON.stringify(s));
     }

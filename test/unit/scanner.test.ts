@@ -205,6 +205,13 @@ export const VECTORS: Vector[] = [
   { name: 'incomplete SUBSCRIBE is not (yet)', input: '*2\r\n$9\r\nSUBSCRIBE\r\n$2\r\nc', forwarded: '', commands: 0, subscribe: false },
   { name: 'rejected SUBSCRIBE is not', input: '*2\r\n$9\r\nSUBSCRIBE\r\n$-1\r\n', forwarded: '', commands: 0, error: BULKLEN, subscribe: false },
   { name: 'rejected inline subscribe is not', input: 'SUBSCRIBE "a\r\n', forwarded: '', commands: 0, error: QUOTES, subscribe: false },
+  // ---- QUIT: Redis replies +OK and reads nothing after it (so no protocol error from what follows)
+  { name: 'QUIT then a bad header', input: mb('PING') + mb('QUIT') + '*x\r\n', forwarded: mb('PING') + mb('QUIT'), commands: 2 },
+  { name: 'quit with arguments, then commands', input: mb('quit', 'now') + mb('SET', 'k', 'v') + 'PING\r\n', forwarded: mb('quit', 'now'), commands: 1 },
+  { name: 'inline QUIT then garbage', input: 'GET k\r\nQuIt\r\n*1\r\nX', forwarded: mb('GET', 'k') + mb('QuIt'), commands: 2 },
+  { name: 'QUIT then a SUBSCRIBE never read', input: mb('QUIT') + mb('SUBSCRIBE', 'c'), forwarded: mb('QUIT'), commands: 1, subscribe: false },
+  { name: 'QUITX and an argument quit are not', input: mb('QUITX') + mb('ECHO', 'quit') + '*x\r\n', forwarded: mb('QUITX') + mb('ECHO', 'quit'), commands: 2, error: MBLEN },
+  { name: 'an incomplete QUIT is not (yet)', input: '*1\r\n$4\r\nQUI', forwarded: '', commands: 0 },
 ];
 
 function expected(v: Vector): Outcome {
@@ -406,6 +413,7 @@ function model(input: Buffer, limits: ScannerLimits = LIMITS): Model {
       forwarded.push(step.forward);
       commands++;
       if (step.name !== null && NAMES.has(step.name.toLowerCase())) subscribeSeen = true;
+      if (step.name !== null && step.name.toLowerCase() === 'quit') break; // Redis reads nothing after it
     }
     p = step.end;
   }
