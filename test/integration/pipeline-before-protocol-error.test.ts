@@ -105,3 +105,18 @@ describe('10,000 pipelined INCR, then a protocol error', { timeout: 120_000 }, (
     assert.equal(r.writeError, null, why);
   });
 });
+
+describe('a deeply nested reply, then a command still running, then a protocol error', { timeout: 60_000 }, () => {
+  const stack = useStack();
+
+  test('EVAL returning 101 nested arrays, BLPOP for 1 s, *x → every reply, *-1 after the wait, then the error', { timeout: 30_000 }, async () => {
+    // Replies nest as deep as a script builds them; the proxy still counts them, so it waits for
+    // the BLPOP's reply before its error (it gave up after 200 ms and lost the *-1 at 65 levels).
+    const script = 'local t={1} for i=1,100 do t={t} end return t';
+    const payload = Buffer.concat([encodePipeline([['EVAL', script, '0'], ['BLPOP', 'nothing-here', '1']]), Buffer.from('*x\r\n')]);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), `${'*1\r\n'.repeat(101)}:1\r\n*-1\r\n${ERR.multibulk}`, why);
+    assert.equal(r.close, 'close_notify', why);
+  });
+});
