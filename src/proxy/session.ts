@@ -19,6 +19,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { ByteList } from '../resp/byte-list.js';
 import { ReplyCounter } from '../resp/reply-counter.js';
 import { BACKEND_LOST_REPLY, MAX_CLIENTS_REPLY, backendUnavailableReply } from '../resp/replies.js';
 import { RequestScanner } from '../resp/scanner.js';
@@ -87,8 +88,8 @@ export class Session {
   private backendConnected = false;
   private backendClosed = false;
   private backendEnded = false; // we half-closed it
-  private queued: Buffer[] = [];
-  private queuedBytes = 0;
+  /** Commands for a backend still connecting (short pieces copied together: a client's 1-byte reads). */
+  private readonly queued = new ByteList();
 
   private reason: CloseReason | null = null;
   private finalReply: Buffer | null = null;
@@ -473,8 +474,7 @@ export class Session {
     for (const b of out) bytes += b.length;
     if (!this.backendConnected) {
       for (const b of out) this.queued.push(b);
-      this.queuedBytes += bytes;
-      if (this.queuedBytes > CONNECT_QUEUE_MAX) this.client.pause();
+      if (this.queued.bytes > CONNECT_QUEUE_MAX) this.client.pause();
       return;
     }
     this.deps.metrics.hot.toBackend += bytes;
@@ -495,11 +495,8 @@ export class Session {
   private onBackendConnect(): void {
     this.backendConnected = true;
     if (this.status === 'connecting') this.setStatus('proxying');
-    if (this.queued.length > 0) {
-      const queued = this.queued;
-      this.queued = [];
-      this.queuedBytes = 0;
-      this.toBackend(queued);
+    if (this.queued.bytes > 0) {
+      this.toBackend(this.queued.take());
       if (this.status === 'proxying' && !this.backend!.writableNeedDrain) this.client.resume();
     }
     this.backendActive(); // closing already: the queued commands went out just now
@@ -564,8 +561,7 @@ export class Session {
       this.phase = 'backend';
       this.armDeadline(); // wait this long for a first command to answer
     }
-    this.queued = [];
-    this.queuedBytes = 0;
+    this.queued.clear();
     this.answerUnavailable();
   }
 

@@ -7,11 +7,10 @@
 // multibulk commands go out as views into the caller's chunk (zero copy). The bytes of an
 // incomplete command are held back until it completes, so a command rejected by a later header
 // never reaches the backend; a command whose held bytes pass HOLD_MAX_BYTES (a large SET value,
-// say) streams through instead, so memory stays bounded. A held piece of HOLD_COPY_BELOW bytes
-// or more is kept as a view; shorter pieces are copied together into one owned buffer, because
-// a view per piece would cost ~100 bytes of heap per byte to a client that sends one byte per
-// read (and would pin each whole parent chunk for a few bytes of it).
+// say) streams through instead, so memory stays bounded. Held bytes are a ByteList: long pieces
+// as views, short ones copied together (see byte-list.ts).
 
+import { ByteList, COPY_BELOW } from './byte-list.js';
 import { encodeMultibulk, splitArgs } from './inline.js';
 import { expectedDollar, violation, type ProtocolViolation } from './replies.js';
 
@@ -24,8 +23,8 @@ export interface ScannerLimits {
 /** Held-back bytes of one incomplete multibulk command before it starts streaming. */
 export const HOLD_MAX_BYTES = 64 * 1024;
 
-/** A held piece shorter than this is copied into the owned tail buffer; a longer one is kept as a view. */
-export const HOLD_COPY_BELOW = 1024;
+/** A held piece shorter than this is copied; a longer one is kept as a view. */
+export const HOLD_COPY_BELOW = COPY_BELOW;
 
 /** Redis refuses multibulk counts above INT_MAX whatever its configuration. */
 const INT_MAX = 2147483647;
@@ -135,12 +134,8 @@ export class RequestScanner {
   hello3At = 0;
   private readonly nameBuf = Buffer.alloc(NAME_MAX);
   private streaming = false; // the current command's first bytes already went out
-  /** The current incomplete command's bytes from earlier chunks: views and sealed copies, in order. */
-  private held: Buffer[] = [];
-  private heldBytes = 0; // including the tail's
-  /** Owned buffer collecting short held pieces after `held`; only tail[0, tailLen) is data. */
-  private tail: Buffer | null = null;
-  private tailLen = 0;
+  /** The current incomplete command's bytes from earlier chunks. */
+  private readonly held = new ByteList();
 
   constructor(limits: ScannerLimits) {
     this.maxMultibulk = Math.min(limits.maxMultibulkLen, INT_MAX);
@@ -244,7 +239,7 @@ export class RequestScanner {
           if (acc <= 0) {
             // "*0" and "*-N": Redis consumes them without a reply. Nothing to forward.
             if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
-            this.dropHeld();
+            this.held.clear();
             emitStart = i;
             state = START;
           } else {
@@ -333,7 +328,7 @@ export class RequestScanner {
             if (this.replyHit || this.uncountedHit || (this.unsubscribeHit && (this.resp3 || this.elemIndex > 2))) this.repliesUncounted = true;
             if (this.resp3Hit) this.hello3(commands);
             state = START;
-            if (this.heldBytes > 0) this.flushHeld(out);
+            if (this.held.bytes > 0) this.flushHeld(out);
             this.streaming = false;
             if (this.quitHit) return this.quitAfter(chunk, out, emitStart, i, commands);
           } else state = BULK_DOLLAR;
@@ -341,7 +336,7 @@ export class RequestScanner {
         case INLINE: {
           const lf = chunk.indexOf(10, i);
           if (lf === -1) {
-            if (this.heldBytes + (n - cmdStart) > this.maxInline + 1) {
+            if (this.held.bytes + (n - cmdStart) > this.maxInline + 1) {
               return this.fail(violation('too_big_inline', 'max_inline_len'), chunk, out, emitStart, cmdStart, commands, -1);
             }
             i = n;
@@ -349,10 +344,10 @@ export class RequestScanner {
           }
           // The whole line is here: [cmdStart, lf] of this chunk, after any held bytes.
           let line: Buffer;
-          if (this.heldBytes > 0) {
-            this.sealTail();
-            this.held.push(chunk.subarray(0, lf));
-            line = Buffer.concat(this.held);
+          if (this.held.bytes > 0) {
+            const pieces = this.held.take();
+            pieces.push(chunk.subarray(0, lf));
+            line = Buffer.concat(pieces);
           } else line = chunk.subarray(cmdStart, lf);
           const v = this.inlineLine(line, out, chunk, emitStart, cmdStart);
           if (v !== null) return this.fail(v, chunk, out, emitStart, cmdStart, commands, -1); // no sample of inline lines
@@ -372,13 +367,13 @@ export class RequestScanner {
     // End of chunk: forward what is complete, hold or stream the rest.
     if (state !== START && !this.streaming) {
       const part = n - cmdStart;
-      if (state !== INLINE && this.heldBytes + part > HOLD_MAX_BYTES) {
+      if (state !== INLINE && this.held.bytes + part > HOLD_MAX_BYTES) {
         this.flushHeld(out);
         if (n > emitStart) out.push(chunk.subarray(emitStart));
         this.streaming = true;
       } else {
         if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
-        if (part > 0) this.holdAppend(chunk, cmdStart);
+        this.held.push(chunk, cmdStart);
       }
     } else if (n > emitStart) {
       out.push(emitStart === 0 ? chunk : chunk.subarray(emitStart));
@@ -404,7 +399,7 @@ export class RequestScanner {
     if (args.length > this.maxMultibulk) return violation('invalid_multibulk_length', 'max_multibulk_len');
     for (const a of args) if (a.length > this.maxBulk) return violation('invalid_bulk_length', 'max_bulk_len');
     if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
-    this.dropHeld();
+    this.held.clear();
     this.lastInlineArgs = args.length;
     this.resp3Hit = false;
     this.quitHit = false;
@@ -464,54 +459,15 @@ export class RequestScanner {
   private fail(v: ProtocolViolation, chunk: Buffer, out: Buffer[], emitStart: number, cmdStart: number, commands: number, at: number): void {
     if (!this.streaming && cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
     this.errorSample = headerSample(v, chunk, at);
-    this.dropHeld();
+    this.held.clear();
     this.error = v;
     this.commands = commands;
     this.state = FAILED;
   }
 
-  /** Hold chunk[from, end): a long piece as a view, a short one copied onto the tail buffer. */
-  private holdAppend(chunk: Buffer, from: number): void {
-    const part = chunk.length - from;
-    this.heldBytes += part;
-    if (part >= HOLD_COPY_BELOW) {
-      this.sealTail();
-      this.held.push(from === 0 ? chunk : chunk.subarray(from));
-      return;
-    }
-    let tail = this.tail;
-    const len = this.tailLen;
-    if (tail === null || tail.length - len < part) {
-      // Doubling: a client trickling bytes costs at most twice what it sent, in one buffer.
-      const grown = Buffer.allocUnsafe(Math.max(len + part, tail === null ? 256 : tail.length * 2));
-      if (tail !== null) tail.copy(grown, 0, 0, len);
-      tail = this.tail = grown;
-    }
-    chunk.copy(tail, len, from);
-    this.tailLen = len + part;
-  }
-
-  /** Move the tail's data into `held`; the next short piece starts a new tail buffer. */
-  private sealTail(): void {
-    if (this.tail === null) return;
-    this.held.push(this.tail.subarray(0, this.tailLen));
-    this.tail = null;
-    this.tailLen = 0;
-  }
-
   /** Forward the held bytes. The buffers now belong to `out`: never write to them again. */
   private flushHeld(out: Buffer[]): void {
-    this.sealTail();
-    for (const b of this.held) out.push(b);
-    this.dropHeld();
-  }
-
-  private dropHeld(): void {
-    if (this.heldBytes === 0) return;
-    this.held = [];
-    this.heldBytes = 0;
-    this.tail = null;
-    this.tailLen = 0;
+    for (const b of this.held.take()) out.push(b);
   }
 }
 

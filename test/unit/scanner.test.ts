@@ -600,7 +600,11 @@ interface Internals {
   tail: Buffer | null;
   tailLen: number;
 }
-const internals = (s: RequestScanner): Internals => s as unknown as Internals;
+/** The scanner's held bytes (a ByteList) as its fields. */
+const internals = (s: RequestScanner): Internals => {
+  const list = (s as unknown as { held: { pieces: Buffer[]; bytes: number; tail: Buffer | null; tailLen: number } }).held;
+  return { held: list.pieces, heldBytes: list.bytes, tail: list.tail, tailLen: list.tailLen };
+};
 
 /** Checks the hold's bookkeeping and returns the bytes it keeps alive beyond the held data. */
 function checkHold(s: RequestScanner): void {
