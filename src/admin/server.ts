@@ -9,7 +9,14 @@ export interface AdminHandlers {
   notReady(): Promise<string | null>;
 }
 
-export async function startAdmin(host: string, port: number, handlers: AdminHandlers, log: Logger): Promise<http.Server> {
+/**
+ * The admin port serves a few probes and scrapers. It holds at most this many connections (more
+ * are closed at once) and closes one idle this long, so silent connections cannot take the
+ * process's file descriptors, which every TLS client needs too.
+ */
+export const ADMIN_LIMITS = { maxConnections: 100, idleMs: 10_000 };
+
+export async function startAdmin(host: string, port: number, handlers: AdminHandlers, log: Logger, limits = ADMIN_LIMITS): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
@@ -38,6 +45,10 @@ export async function startAdmin(host: string, port: number, handlers: AdminHand
     send(404, 'not found: try /metrics, /healthz or /readyz\n');
   });
   server.on('clientError', (_err, socket) => socket.destroy());
+  server.maxConnections = limits.maxConnections;
+  server.setTimeout(limits.idleMs); // no 'timeout' listener: an idle socket is destroyed
+  server.headersTimeout = Math.min(server.headersTimeout, limits.idleMs);
+  server.requestTimeout = Math.min(server.requestTimeout, limits.idleMs);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen({ host, port }, () => {

@@ -1,8 +1,11 @@
 // The admin HTTP server outlives its own errors: an 'error' after listen() (an accept failing with
 // EMFILE) is logged. With no listener, Node throws it and the process ends with every session.
+// It bounds the connections it holds and closes idle ones, so silent connections cannot take the
+// file descriptors every TLS client needs.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, it } from 'node:test';
-import { startAdmin } from '../../src/admin/server.js';
+import { boundPort, startAdmin } from '../../src/admin/server.js';
 import type { Logger } from '../../src/observability/logger.js';
 
 describe('admin server', () => {
@@ -16,6 +19,33 @@ describe('admin server', () => {
       assert.deepEqual(logged, [[{ err: 'accept EMFILE' }, 'admin server error']]);
       assert.equal(server.listening, true);
     } finally {
+      server.close();
+    }
+  });
+
+  it('holds at most maxConnections and closes idle ones', async () => {
+    const log = { error: () => undefined } as unknown as Logger;
+    const handlers = { metrics: async () => ({ contentType: 'text/plain', body: '' }), notReady: async () => null };
+    const server = await startAdmin('127.0.0.1', 0, handlers, log, { maxConnections: 5, idleMs: 500 });
+    const sockets: net.Socket[] = [];
+    try {
+      const closed: number[] = [];
+      const t0 = performance.now();
+      for (let i = 0; i < 8; i++) {
+        const s = net.connect({ host: '127.0.0.1', port: boundPort(server) });
+        s.on('error', () => undefined);
+        s.on('close', () => closed.push(performance.now() - t0));
+        sockets.push(s);
+      }
+      await new Promise((r) => setTimeout(r, 200));
+      const held = await new Promise<number>((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
+      assert.equal(held, 5, 'connections past maxConnections are closed at once');
+      assert.equal(closed.length, 3);
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(closed.length, 8, 'silent connections are closed once idle');
+      assert.ok(closed.slice(3).every((ms) => ms >= 400), `closed after ${closed.map(Math.round).join(', ')} ms`);
+    } finally {
+      for (const s of sockets) s.destroy();
       server.close();
     }
   });
