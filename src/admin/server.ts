@@ -17,6 +17,15 @@ export interface AdminHandlers {
 export const ADMIN_LIMITS = { maxConnections: 100, idleMs: 10_000 };
 
 export async function startAdmin(host: string, port: number, handlers: AdminHandlers, log: Logger, limits = ADMIN_LIMITS): Promise<http.Server> {
+  // /metrics requests that come while a collection runs get its result: a collection walks
+  // /proc/self/fd and every handle (tens of ms with thousands of clients) on the event loop every
+  // client shares, so concurrent scrapes must not mean as many collections. Nothing is kept
+  // after it: a later scrape collects anew.
+  let collecting: ReturnType<AdminHandlers['metrics']> | null = null;
+  const metrics = (): ReturnType<AdminHandlers['metrics']> => {
+    collecting ??= handlers.metrics().finally(() => (collecting = null));
+    return collecting;
+  };
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const send = (status: number, body: string, type = 'text/plain; charset=utf-8'): void => {
@@ -33,7 +42,7 @@ export async function startAdmin(host: string, port: number, handlers: AdminHand
       return;
     }
     if (path === '/metrics') {
-      handlers.metrics().then(
+      metrics().then(
         ({ contentType, body }) => send(200, body, contentType),
         (err: Error) => {
           log.error({ err: err.message }, 'metrics collection failed');

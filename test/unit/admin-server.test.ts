@@ -49,4 +49,27 @@ describe('admin server', () => {
       server.close();
     }
   });
+
+  it('/metrics requests during a collection share it; a later one collects anew', async () => {
+    const log = { error: () => undefined } as unknown as Logger;
+    let calls = 0;
+    const handlers = {
+      metrics: async () => {
+        calls++;
+        await new Promise((r) => setTimeout(r, 100));
+        return { contentType: 'text/plain', body: `collection ${calls}\n` };
+      },
+      notReady: async () => null,
+    };
+    const server = await startAdmin('127.0.0.1', 0, handlers, log);
+    try {
+      const get = async (): Promise<string> => (await fetch(`http://127.0.0.1:${boundPort(server)}/metrics`)).text();
+      const bodies = await Promise.all([get(), get(), get(), get(), get()]);
+      assert.equal(calls, 1, 'five concurrent scrapes, one collection');
+      assert.deepEqual(bodies, Array(5).fill('collection 1\n'));
+      assert.equal(await get(), 'collection 2\n');
+    } finally {
+      server.close();
+    }
+  });
 });
