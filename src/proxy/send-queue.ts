@@ -25,28 +25,51 @@ export async function unacknowledged(socket: Socket): Promise<number | null> {
   const local = procAddress(localAddress, v6);
   const remote = procAddress(remoteAddress, v6);
   if (local === null || remote === null) return null;
-  const table = await tableOf(v6 ? '/proc/net/tcp6' : '/proc/net/tcp');
+  const table = await tableOf(v6 ? '/proc/net/tcp6' : '/proc/net/tcp', port(localPort));
   return table?.get(`${local}:${port(localPort)} ${remote}:${port(remotePort)}`) ?? null;
 }
 
-function tableOf(file: string): Promise<Table | null> {
-  const now = performance.now();
-  const cached = tables.get(file);
-  if (cached !== undefined && now - cached.at < FRESH_MS) return cached.rows;
-  const rows = readFile(file, 'latin1').then(parseTable, () => null);
-  tables.set(file, { at: now, rows });
-  return rows;
+/** The rows of `file` whose local port is `localPort` (hex): a client's sockets share the listening port. */
+function tableOf(file: string, localPort: string): Promise<Table | null> {
+  const key = `${file} ${localPort}`;
+  const cached = tables.get(key);
+  if (cached !== undefined && performance.now() - cached.at < FRESH_MS) return cached.rows;
+  const entry = {
+    at: Number.POSITIVE_INFINITY, // fresh while it is read
+    rows: readFile(file, 'latin1')
+      .then((text) => parseTable(text, localPort), () => null)
+      .finally(() => (entry.at = performance.now())),
+  };
+  tables.set(key, entry);
+  return entry.rows;
 }
 
-/** "  sl  local_address rem_address   st tx_queue:rx_queue …" rows, keyed "LOCAL REMOTE" as printed. */
-export function parseTable(text: string): Table {
+/**
+ * "  sl  local_address rem_address   st tx_queue:rx_queue …" rows, keyed "LOCAL REMOTE" as printed.
+ * The columns after "sl:" have fixed widths (the kernel prints them with %08X and %04X), so a row
+ * is read at offsets, not split: a table of tens of thousands of sockets (every socket of the
+ * network namespace is in it) parses in milliseconds, on the event loop every client shares.
+ */
+export function parseTable(text: string, localPort: string | null = null): Table {
   const rows: Table = new Map();
-  for (const line of text.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    // f[3] state: skip LISTEN (0A) and TIME_WAIT (06), ghosts of earlier connections
-    if (f.length < 5 || f[3] === '0A' || f[3] === '06' || !f[0]!.endsWith(':')) continue;
-    const tx = Number.parseInt(f[4]!.slice(0, f[4]!.indexOf(':')), 16);
-    if (Number.isFinite(tx)) rows.set(`${f[1]} ${f[2]}`, tx);
+  let line = text.indexOf('\n') + 1; // past the header
+  while (line > 0 && line < text.length) {
+    let end = text.indexOf('\n', line);
+    if (end === -1) end = text.length;
+    const p = text.indexOf(': ', line) + 2; // after "   0:"
+    if (p > 1 && p < end) {
+      // LOCAL:PORT REMOTE:PORT ST TX:RX, the addresses 8 (IPv4) or 32 (IPv6) hex digits
+      const w = text.charCodeAt(p + 8) === 58 /* : */ ? 8 : 32;
+      const st = p + 2 * w + 12;
+      const state = text.slice(st, st + 2);
+      // skip other local ports, LISTEN (0A) and TIME_WAIT (06), ghosts of earlier connections
+      const wanted = localPort === null || text.startsWith(localPort, p + w + 1);
+      if (wanted && state !== '0A' && state !== '06' && st + 11 <= end && text.charCodeAt(st + 11) === 58) {
+        const tx = Number.parseInt(text.slice(st + 3, st + 11), 16);
+        if (Number.isFinite(tx)) rows.set(text.slice(p, st - 1), tx);
+      }
+    }
+    line = end + 1;
   }
   return rows;
 }

@@ -27,6 +27,19 @@ describe('send-queue: the kernel\'s unacknowledged bytes of a socket (/proc/net/
     assert.deepEqual([...table], [['0100007F:18EB 0100007F:D431', 0x3a980]]);
   });
 
+  it('reads the columns at their fixed places, IPv4 and IPv6; only the rows of one local port when asked', () => {
+    const v6local = '0000000000000000FFFF00000100007F';
+    const text = [
+      '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode',
+      `   0: ${v6local}:18EB ${v6local}:D431 01 00000010:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1`,
+      `   1: ${v6local}:D431 ${v6local}:18EB 01 00000020:00000000 00:00000000 00000000     0        0 3 1 0 20 4 30 10 -1`,
+      `10000: ${v6local}:18EB ${v6local}:D432 01 00000030:00000000 00:00000000 00000000     0        0 4 1 0 20 4 30 10 -1`,
+      '',
+    ].join('\n');
+    assert.deepEqual([...parseTable(text)].length, 3);
+    assert.deepEqual([...parseTable(text, '18EB')], [[`${v6local}:18EB ${v6local}:D431`, 0x10], [`${v6local}:18EB ${v6local}:D432`, 0x30]]);
+  });
+
   it('finds a real connection: bytes its peer does not read are counted', { skip: process.platform !== 'linux' }, async () => {
     const server = net.createServer({ pauseOnConnect: true }); // the peer never reads
     server.listen(0, '127.0.0.1');
