@@ -68,6 +68,11 @@ export const configSchema = z
         handshake_timeout_ms: durationMs()
           .default(10000)
           .describe('Close a client that has not finished the TLS handshake within this time.'),
+        max_handshakes: intIn(1, 65536, 'must be an integer from 1 to 65536')
+          .default(256)
+          .describe(
+            'TLS handshakes run at once per process; later connections wait their turn (within handshake_timeout_ms) with their bytes in the kernel. Bounds the memory OpenSSL sets aside for handshakes in progress (up to 128 KiB each, as a ClientHello declares).',
+          ),
         poll_interval_ms: durationMsOr0()
           .default(60000)
           .describe(

@@ -29,7 +29,11 @@ function allowed(allow: NonNullable<Config['tls']['allow']>, cert: tls.PeerCerti
 }
 
 const kAcceptedAt = Symbol('acceptedAt');
-type Timed = Socket & { [kAcceptedAt]?: number };
+const kHandshaking = Symbol('handshaking');
+/** The timer that ends a handshake begun after a wait, when its time from accept is up. */
+const kDeadline = Symbol('deadline');
+const kTimedOut = Symbol('timedOut');
+type Timed = Socket & { [kAcceptedAt]?: number; [kHandshaking]?: boolean; [kDeadline]?: NodeJS.Timeout; [kTimedOut]?: boolean };
 
 export class Listener {
   /** Accepts TCP connections and hands those under the socket cap to `server`. */
@@ -44,6 +48,12 @@ export class Listener {
   private config: Config;
   private material: TlsMaterial;
   private accepting = false;
+  /** Connections handed to `server` whose handshake has not ended. */
+  private handshaking = 0;
+  /** Connections waiting for a handshake place, oldest first, from waitingHead on. */
+  private waiting: Timed[] = [];
+  private waitingHead = 0;
+  private expiry: NodeJS.Timeout | null = null;
 
   constructor(
     config: Config,
@@ -72,6 +82,9 @@ export class Listener {
       // once, or a client that connects and leaves holds it until handshakeTimeout. A Session
       // turns half-open on for its own socket.
       noDelay: true, // replies go out at once: no Nagle delay on the client side either
+      // Nothing is read before the TLS server takes the socket (it reads through the handle;
+      // bytes read here would be lost to it), so a connection can wait for a handshake place.
+      pauseOnConnect: true,
     });
     this.tcp.on('connection', (raw: Timed) => {
       if (this.sockets >= this.socketCap(this.config)) {
@@ -80,9 +93,20 @@ export class Listener {
         return;
       }
       this.sockets++;
-      raw.once('close', () => this.sockets--);
+      raw.once('close', () => {
+        this.sockets--;
+        this.handshakeEnded(raw);
+      });
       raw[kAcceptedAt] = performance.now();
-      this.server.emit('connection', raw);
+      // At most tls.max_handshakes at once: OpenSSL sets aside as much memory as a ClientHello
+      // declares (up to 128 KiB) once its first 9 bytes arrive, so a few bytes on each of
+      // thousands of sockets held gigabytes. Later connections wait with their bytes in the
+      // kernel (no TLS state yet); handshakes take a millisecond or two, so the wait is short.
+      if (this.handshaking < this.config.tls.max_handshakes) this.startHandshake(raw);
+      else {
+        this.waiting.push(raw);
+        this.armExpiry();
+      }
     });
     this.server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecureConnection(socket));
     this.server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
@@ -90,7 +114,8 @@ export class Listener {
       // Node checks it after the handshake, destroys the socket and reports "socket hang up";
       // only authorizationError tells why.
       const certError = socket.authorizationError as unknown as string | undefined;
-      const reason = certError ? 'client_certificate' : handshakeFailureReason(err);
+      const timedOut = (socket as unknown as { _parent?: Timed })._parent?.[kTimedOut] === true;
+      const reason = certError ? 'client_certificate' : timedOut ? 'timeout' : handshakeFailureReason(err);
       metrics.handshakeFailures.labels(reason).inc();
       this.log.debug({ reason, err: err.message, ...(certError ? { cert_error: String(certError) } : {}) }, 'TLS handshake failed');
       dropWithoutTls(socket);
@@ -151,6 +176,9 @@ export class Listener {
   /** Close every open connection in order; resolves when all are closed. */
   closeAll(): Promise<void> {
     this.closingAll = true;
+    // Still waiting for a handshake place: no TLS yet, nothing to close in order.
+    for (const raw of this.waiting.splice(0).slice(this.waitingHead)) dropWithoutTls(raw);
+    this.waitingHead = 0;
     if (this.sessions.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
       this.whenEmpty.push(resolve);
@@ -173,8 +201,63 @@ export class Listener {
     return clientsPerProcess(config, this.place) * 2 + 100;
   }
 
+  private startHandshake(raw: Timed): void {
+    this.handshaking++;
+    raw[kHandshaking] = true;
+    // A connection that waited for its place has the rest of handshake_timeout_ms (counted from
+    // accept), not all of it again: stalled ones that waited must not hold the places anew.
+    const left = (raw[kAcceptedAt] ?? 0) + this.config.tls.handshake_timeout_ms - performance.now();
+    if (left < this.config.tls.handshake_timeout_ms - 100) {
+      raw[kDeadline] = setTimeout(() => {
+        raw[kTimedOut] = true;
+        dropWithoutTls(raw); // tlsClientError counts it, as a timeout
+      }, Math.max(0, left));
+    }
+    this.server.emit('connection', raw);
+  }
+
+  /** A handshake succeeded, failed or its socket closed: the next waiting connection may start. */
+  private handshakeEnded(raw: Timed): void {
+    if (raw[kHandshaking] !== true) return;
+    raw[kHandshaking] = false;
+    clearTimeout(raw[kDeadline]);
+    this.handshaking--;
+    this.expireWaiting();
+    while (this.handshaking < this.config.tls.max_handshakes && this.waitingHead < this.waiting.length) {
+      const next = this.waiting[this.waitingHead++]!;
+      if (!next.destroyed) this.startHandshake(next);
+    }
+    if (this.waitingHead > 1024 && this.waitingHead * 2 > this.waiting.length) {
+      this.waiting = this.waiting.slice(this.waitingHead);
+      this.waitingHead = 0;
+    }
+  }
+
+  /** Connections that waited for a place longer than a handshake may take are closed (a timeout). */
+  private expireWaiting(): void {
+    const oldest = performance.now() - this.config.tls.handshake_timeout_ms;
+    while (this.waitingHead < this.waiting.length && (this.waiting[this.waitingHead]![kAcceptedAt] ?? 0) <= oldest) {
+      const raw = this.waiting[this.waitingHead++]!;
+      this.metrics.handshakeFailures.labels('timeout').inc();
+      dropWithoutTls(raw);
+    }
+  }
+
+  /** A timer for the oldest waiting connection's timeout, while any waits. */
+  private armExpiry(): void {
+    if (this.expiry !== null || this.waitingHead >= this.waiting.length) return;
+    const due = (this.waiting[this.waitingHead]![kAcceptedAt] ?? 0) + this.config.tls.handshake_timeout_ms - performance.now();
+    this.expiry = setTimeout(() => {
+      this.expiry = null;
+      this.expireWaiting();
+      this.armExpiry();
+    }, Math.max(0, due) + 1);
+    this.expiry.unref();
+  }
+
   private onSecureConnection(socket: tls.TLSSocket): void {
     const raw = (socket as unknown as { _parent?: Timed })._parent;
+    if (raw !== undefined) this.handshakeEnded(raw);
     const acceptedAt = raw?.[kAcceptedAt];
     if (acceptedAt !== undefined) this.metrics.handshakeDuration.observe((performance.now() - acceptedAt) / 1000);
     if (socket.isSessionReused()) this.metrics.handshakesResumed.inc();

@@ -47,6 +47,7 @@ describe('parseConfigText', () => {
         ca_file: null,
         min_version: 'TLSv1.2',
         handshake_timeout_ms: 10000,
+        max_handshakes: 256,
         poll_interval_ms: 60000,
         self_signed_if_missing: false,
         allow: null,
