@@ -1,6 +1,6 @@
 // Admin HTTP server: GET /metrics (Prometheus text), /healthz (alive), /readyz (ready to serve).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from '../observability/logger.js';
 
 export interface AdminHandlers {
@@ -10,9 +10,11 @@ export interface AdminHandlers {
 }
 
 /**
- * The admin port serves a few probes and scrapers. It holds at most this many connections (more
- * are closed at once) and closes one idle this long, so silent connections cannot take the
- * process's file descriptors, which every TLS client needs too.
+ * The admin port serves a few probes and scrapers. It holds at most this many connections and
+ * closes one idle this long, so silent connections cannot take the process's file descriptors,
+ * which every TLS client needs too. Past the limit a new connection is not refused (silent ones
+ * holding every place would then fail every health probe): the oldest connection with no request
+ * under way is closed instead.
  */
 export const ADMIN_LIMITS = { maxConnections: 100, idleMs: 10_000 };
 
@@ -54,7 +56,23 @@ export async function startAdmin(host: string, port: number, handlers: AdminHand
     send(404, 'not found: try /metrics, /healthz or /readyz\n');
   });
   server.on('clientError', (_err, socket) => socket.destroy());
-  server.maxConnections = limits.maxConnections;
+  const open = new Set<Socket>(); // oldest first
+  const busy = new WeakSet<Socket>(); // a request under way
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    if (open.size <= limits.maxConnections) return;
+    for (const old of open) {
+      if (busy.has(old) || old === socket) continue;
+      open.delete(old);
+      old.destroy();
+      return;
+    }
+  });
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    busy.add(req.socket);
+    res.once('close', () => busy.delete(req.socket));
+  });
   server.setTimeout(limits.idleMs); // no 'timeout' listener: an idle socket is destroyed
   server.headersTimeout = Math.min(server.headersTimeout, limits.idleMs);
   server.requestTimeout = Math.min(server.requestTimeout, limits.idleMs);

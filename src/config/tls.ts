@@ -146,12 +146,17 @@ export function loadTlsMaterial(cfg: Config['tls'], files: TlsFileBytes = readTl
     .map(({ entry, pair }) => ({ servername: entry.servername.toLowerCase(), context: tls.createSecureContext(pair.options), backend: entry.backend }))
     .sort((a, b) => Number(a.servername.startsWith('*.')) - Number(b.servername.startsWith('*.')));
   return {
-    options: { ...main.options, ticketKeys: ticketKeys(cfg, read) },
+    // sessionTimeout: how long a session (ticket) may be resumed. Without it OpenSSL's default,
+    // 7200 s, applies, whatever Node's docs say.
+    options: { ...main.options, ticketKeys: ticketKeys(cfg, read), sessionTimeout: SESSION_TIMEOUT_S },
     sni,
     expiresAt: Math.min(main.notAfter, ...pairs.map((p) => p.pair.notAfter)),
     fingerprint: tlsFingerprint(files),
   };
 }
+
+/** Seconds a TLS session may be resumed after the full handshake that made it. */
+export const SESSION_TIMEOUT_S = 300;
 
 /** Hands the primary's ticket salt (hex) to the workers it forks. */
 export const TICKET_SALT_ENV = 'RESP_TLS_PROXY_TICKET_SALT';
@@ -161,6 +166,7 @@ let salt: Buffer | null = null;
 export function ticketSalt(): Buffer {
   if (salt === null) {
     const inherited = cluster.isWorker ? process.env[TICKET_SALT_ENV] : undefined;
+    delete process.env[TICKET_SALT_ENV]; // out of diagnostic reports and child processes
     salt = inherited !== undefined && /^[0-9a-f]{64}$/.test(inherited) ? Buffer.from(inherited, 'hex') : randomBytes(32);
   }
   return salt;
