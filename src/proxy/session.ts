@@ -69,29 +69,6 @@ const LOOK_AGAIN_MS = 1000;
 const CONNECT_QUEUE_MAX = 1024 * 1024;
 
 /**
- * Client reads one session handles in one turn of the event loop; then it reads on in the next
- * turn, after every other connection had its own. A TLS read is one record, and a client that
- * sends 1-byte records hands over tens of thousands of them per socket read (libuv reads up to
- * 2 MB at a time): each one scanned and written to the backend on the spot held every other
- * client up for up to a second.
- */
-const READS_PER_TURN = 64;
-
-/** Which turn of the event loop this is: a number that changes once per turn (setImmediate). */
-let turn = 0;
-let turnCounting = false;
-function currentTurn(): number {
-  if (!turnCounting) {
-    turnCounting = true;
-    setImmediate(() => {
-      turnCounting = false;
-      turn++;
-    });
-  }
-  return turn;
-}
-
-/**
  * Backend replies are read into this one buffer, shared by every session of the process (a read
  * is a synchronous callback, one at a time): no allocation per read. A view of it reaches the
  * client socket only when TLS encrypts it on the spot; otherwise writeClient() copies it first.
@@ -113,9 +90,6 @@ export class Session {
   private backendEnded = false; // we half-closed it
   /** Commands for a backend still connecting (short pieces copied together: a client's 1-byte reads). */
   private readonly queued = new ByteList();
-  /** The event-loop turn of the last client read, and how many reads came in it (READS_PER_TURN). */
-  private readTurn = -1;
-  private readsInTurn = 0;
 
   private reason: CloseReason | null = null;
   private finalReply: Buffer | null = null;
@@ -427,15 +401,6 @@ export class Session {
       if (this.drained > this.cfg.close.drain_max_bytes && this.phase === 'drain') this.finalize();
       return;
     }
-    const now = currentTurn();
-    if (now !== this.readTurn) {
-      this.readTurn = now;
-      this.readsInTurn = 0;
-    }
-    if (++this.readsInTurn === READS_PER_TURN) {
-      this.client.pause(); // what TLS decrypts meanwhile waits in the stream's buffer
-      setImmediate(() => this.resumeAfterTurn());
-    }
     const out = this.out;
     const before = this.scanner.commands;
     this.scanner.feed(chunk, out);
@@ -449,15 +414,6 @@ export class Session {
     if (v !== null) {
       this.deps.metrics.protocolErrors.labels(v.limit).inc();
       this.close('protocol_error', v.reply);
-    }
-  }
-
-  /** The next turn after a busy one: read on, unless something else holds the client. */
-  private resumeAfterTurn(): void {
-    // As the other pauses would have it: a full backend ('drain' resumes), a full connect queue
-    // (the connect resumes). Closing resumes the client itself.
-    if (this.status === 'proxying' ? !this.backend!.writableNeedDrain : this.status === 'connecting' && this.queued.bytes <= CONNECT_QUEUE_MAX) {
-      this.client.resume();
     }
   }
 
