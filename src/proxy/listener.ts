@@ -101,7 +101,7 @@ export class Listener {
       // At most tls.max_handshakes at once: OpenSSL sets aside as much memory as a ClientHello
       // declares (up to 128 KiB) once its first 9 bytes arrive, so a few bytes on each of
       // thousands of sockets held gigabytes. Later connections wait with their bytes in the
-      // kernel (no TLS state yet); handshakes take a millisecond or two, so the wait is short.
+      // kernel (no TLS state yet). A place is held for a handshake's CPU and round trips.
       if (this.handshaking < this.config.tls.max_handshakes) this.startHandshake(raw);
       else {
         this.waiting.push(raw);
