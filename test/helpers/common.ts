@@ -28,8 +28,23 @@ function findRepoRoot(start: string): string {
   }
 }
 
-/** A port that was free a moment ago (bind port 0, read it, close). Callers retry on EADDRINUSE. */
-export function freePort(): Promise<number> {
+// Ports freePort has handed out in this process. A port is free again once the caller that took
+// it has not bound it yet (a port picked for the admin server before the backend's redis
+// starts), so the kernel may offer it twice; CI saw redis and the admin server given one port.
+const handedOut = new Set<number>();
+
+/** A port that was free a moment ago and that this process has not handed out before (bind port 0, read it, close). */
+export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = await portFromKernel();
+    if (handedOut.has(port)) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error('freePort: the kernel kept offering ports already handed out');
+}
+
+function portFromKernel(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
