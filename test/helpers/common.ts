@@ -28,36 +28,60 @@ function findRepoRoot(start: string): string {
   }
 }
 
-// Ports freePort has handed out in this process. A port is free again once the caller that took
-// it has not bound it yet (a port picked for the admin server before the backend's redis
-// starts), so the kernel may offer it twice; CI saw redis and the admin server given one port.
+// Ports freePort has handed out in this process: a port it picked is free only until its caller
+// binds it, and a second pick in between must not return it (CI once gave redis the admin port
+// picked for a proxy not started yet).
 const handedOut = new Set<number>();
 
-/** A port that was free a moment ago and that this process has not handed out before (bind port 0, read it, close). */
+/**
+ * The ports the kernel hands out itself (listen(0), a connect's source port): freePort picks
+ * below them, so no process of the run binding port 0 can take a port picked and not yet bound.
+ */
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 0;
+  } catch {
+    return 0;
+  }
+}
+const PICK_FROM = 10_000;
+
+/**
+ * A port that is free now and that this process has not handed out before: below the kernel's
+ * ephemeral range when there is room (checked by binding it), else one the kernel offers for
+ * port 0. Nothing else of the test run binds explicit ports (test files run one at a time).
+ */
 export async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const port = await portFromKernel();
-    if (handedOut.has(port)) continue;
+  const low = ephemeralLow();
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const wanted = low - PICK_FROM >= 2_000 ? PICK_FROM + Math.floor(Math.random() * (low - PICK_FROM)) : 0;
+    if (wanted !== 0 && handedOut.has(wanted)) continue;
+    const port = await bindAndRelease(wanted).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'EADDRINUSE' || e.code === 'EACCES') return null;
+      throw e;
+    });
+    if (port === null || handedOut.has(port)) continue;
     handedOut.add(port);
     return port;
   }
-  throw new Error('freePort: the kernel kept offering ports already handed out');
+  throw new Error('freePort: no free port found in 200 tries');
 }
 
-function portFromKernel(): Promise<number> {
+/** Binds 127.0.0.1:port (0: the kernel picks), then closes: the port bound. */
+function bindAndRelease(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
     srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address();
       if (addr === null || typeof addr === 'string') {
         srv.close();
-        reject(new Error('no port from listen(0)'));
+        reject(new Error('no port from listen'));
         return;
       }
-      const port = addr.port;
-      srv.close(() => resolve(port));
+      const bound = addr.port;
+      srv.close(() => resolve(bound));
     });
   });
 }

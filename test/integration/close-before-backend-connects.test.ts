@@ -8,7 +8,7 @@ import { describe, test } from 'node:test';
 import { sleep } from '../helpers/common.js';
 import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
 import { logTail } from '../helpers/fixture.js';
-import { startProxy } from '../helpers/proxy.js';
+import { startProxy, waitForMetric } from '../helpers/proxy.js';
 import { startRedis } from '../helpers/redis.js';
 import { ERR } from '../helpers/resp.js';
 import { describe as showResult, strictClient } from '../helpers/strict-client.js';
@@ -27,7 +27,11 @@ describe('a close that starts while the backend connects', { timeout: 90_000 }, 
     const firstFlight = Buffer.concat([pings, Buffer.from('*x\r\n')]);
     const payload = Buffer.concat([firstFlight, Buffer.alloc(8 << 20, 0x78)]);
     const client = strictClient({ port: proxy.port, payload, caFile: proxy.certs.caFile, pauseAt: firstFlight.length, pauseMs: 1_500, readTimeoutMs: 15_000 });
-    await sleep(300); // the first flight is in, the close begun, the backend connect hanging
+    client.catch(() => undefined); // awaited below; not unhandled if the wait throws first
+    // The session has started, its backend connect hanging (a fixed delay from here could let
+    // the connect in at once on a machine slow to start the client).
+    await waitForMetric(proxy, 'resp_tls_proxy_connections_total', {}, (v) => v >= 1, 15_000);
+    await sleep(300); // the first flight in, the close begun
     door.release(); // the connect completes with the SYN sent again, ~1 s after the first
     const r = await client;
     const why = `${showResult(r)}\n${logTail(proxy)}`;

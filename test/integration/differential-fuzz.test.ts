@@ -396,13 +396,15 @@ function replyCount(buf: Buffer): number {
 /** What to wait for: the server's close, or `replies` replies (null: unknown, wait for silence). */
 interface Want {
   replies: number | null;
+  /** With `replies` null: the silence counts only once this many replies arrived. */
+  atLeast?: number;
   close: boolean;
 }
 
 /**
  * Writes `payload` and collects replies until the server closes; where no close is expected,
  * until `want.replies` replies arrived and then SETTLE_MS passed without a byte (or, with
- * `want.replies` null, until SILENCE_MS passed without a byte). Waiting for what the model
+ * `want.replies` null, until SILENCE_MS passed without a byte after `want.atLeast` replies). Waiting for what the model
  * predicts, rather than for silence alone, keeps a loaded machine's pauses from cutting a reply
  * short; the settle time still catches extra bytes; WANT_TIMEOUT_MS bounds it all.
  * Then closes politely: end(), and destroy() once the server closed or 2 s passed.
@@ -429,7 +431,9 @@ function exchange(sock: net.Socket | tls.TLSSocket, connectEvent: 'connect' | 's
     const arm = (): void => {
       clearTimeout(timer);
       if (want.close) return; // only the close (or WANT_TIMEOUT_MS) ends it
-      if (want.replies === null) timer = setTimeout(() => finish(), SILENCE_MS);
+      if (want.replies === null) {
+        if (replyCount(Buffer.concat(chunks)) >= (want.atLeast ?? 0)) timer = setTimeout(() => finish(), SILENCE_MS);
+      }
       else if (replyCount(Buffer.concat(chunks)) >= want.replies) timer = setTimeout(() => finish(), SETTLE_MS);
       // else: keep waiting (bounded by WANT_TIMEOUT_MS)
     };
@@ -478,7 +482,8 @@ function wanted(v: Verdict): { redis: Want; proxy: Want } {
     return { redis: w, proxy: w };
   }
   const waits = v.cls === 'early-rejection' || v.cls === 'nul-in-inline';
-  return { redis: { replies: waits ? 1 + v.commands : null, close: false }, proxy: { replies: 1 + v.commands + 1, close: true } };
+  // Redis reads on past the divergence: at least the replies before it, then silence.
+  return { redis: waits ? { replies: 1 + v.commands, close: false } : { replies: null, atLeast: 1 + v.commands, close: false }, proxy: { replies: 1 + v.commands + 1, close: true } };
 }
 
 /** `SELECT db` — each stream of a run gets its own database, on each side. */

@@ -167,13 +167,14 @@ for (const workers of [1, 2]) {
       // node:cluster hands connections out in turn but not strictly alternately: a worker may
       // reach its cap before the other, so at least OVER are closed (exactly OVER in one process).
       await waitFor(`${OVER} connections closed`, () => closed >= OVER, 5_000);
-      await sleep(1_000);
-      const dropped = metricValue(await stack.proxy.metrics(), FAILURES, { reason: 'socket_limit' });
+      await sleep(1_000); // any more closes would have come by now
+      const dropped = metricValue(await waitForMetric(stack.proxy, FAILURES, { reason: 'socket_limit' }, (v) => v >= closed, 10_000), FAILURES, { reason: 'socket_limit' });
       assert.equal(dropped, closed, `${closed} connections closed, ${dropped} counted\n${logTail(stack.proxy)}`);
       if (workers === 1) assert.equal(closed, OVER);
 
       for (const s of raw.splice(0)) s.destroy();
-      await sleep(500); // for the proxy to see them go
+      // The proxy has seen them go once every one is counted (each worker counts its own).
+      await waitForMetric(stack.proxy, FAILURES, { reason: 'reset' }, (v) => v >= CAP + OVER - dropped, 15_000);
       const client = await Held.open(stack.proxy.port);
       t.after(() => client.close());
       assert.equal(await client.command(['PING']), '+PONG', logTail(stack.proxy));

@@ -51,7 +51,16 @@ describe('limits.tcp_keepalive_ms: 7000', { timeout: 60_000 }, () => {
     conns.push(conn);
     const [pong] = await conn.request(encodeCommand(['PING']));
     assert.equal(pong!.toString('latin1'), '+PONG\r\n');
-    const { client, backend } = proxySockets(stack, conn);
+    // Until the PONG is acknowledged the client socket shows its retransmit timer, and the
+    // primary's backend_up probe (every 5 s) may hold a second connection for a moment: look
+    // again for up to 3 s before judging.
+    const deadline = Date.now() + 3_000;
+    let seen = proxySockets(stack, conn);
+    while (Date.now() < deadline && !(seen.client.timer === 2 && seen.backend.length === 1 && seen.backend[0]!.timer === 2)) {
+      await new Promise((r) => setTimeout(r, 50));
+      seen = proxySockets(stack, conn);
+    }
+    const { client, backend } = seen;
     assert.equal(client.timer, 2, `client side: ${JSON.stringify(client)}\n${logTail(stack.proxy)}`);
     assert.ok(client.when > 0 && client.when <= 700, `client side probes in ${client.when} ticks`);
     // The test's own redis-cli calls are over by now: one connection to redis-server, the proxy's.

@@ -8,6 +8,12 @@ import { describe, it } from 'node:test';
 import { boundPort, startAdmin } from '../../src/admin/server.js';
 import type { Logger } from '../../src/observability/logger.js';
 
+/** Resolves once ok() holds, or after ms (the assertion that follows then says what is wrong). */
+async function until(ok: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+}
+
 describe('admin server', () => {
   it('logs an error emitted after listen() instead of throwing it', async () => {
     const logged: unknown[] = [];
@@ -26,7 +32,7 @@ describe('admin server', () => {
   it('holds at most maxConnections, closing the oldest idle one for a new one, and closes idle ones', async () => {
     const log = { error: () => undefined } as unknown as Logger;
     const handlers = { metrics: async () => ({ contentType: 'text/plain', body: '' }), notReady: async () => null };
-    const server = await startAdmin('127.0.0.1', 0, handlers, log, { maxConnections: 5, idleMs: 1000 });
+    const server = await startAdmin('127.0.0.1', 0, handlers, log, { maxConnections: 5, idleMs: 3000 });
     const sockets: net.Socket[] = [];
     try {
       const closedAt: Array<[number, number]> = [];
@@ -39,6 +45,7 @@ describe('admin server', () => {
         await new Promise((r) => s.once('connect', r));
         await new Promise((r) => setTimeout(r, 20));
       }
+      await until(() => closedAt.length >= 3, 5_000);
       const held = await new Promise<number>((resolve, reject) => server.getConnections((err, n) => (err ? reject(err) : resolve(n))));
       assert.equal(held, 5, 'at most maxConnections held');
       assert.deepEqual(closedAt.map(([i]) => i).sort(), [0, 1, 2], 'the oldest silent ones made room');
@@ -46,8 +53,9 @@ describe('admin server', () => {
       const res = await fetch(`http://127.0.0.1:${boundPort(server)}/healthz`);
       assert.equal(res.status, 200);
       await res.text();
-      await new Promise((r) => setTimeout(r, 2000));
+      await until(() => closedAt.length >= 8, 10_000);
       assert.ok(closedAt.length >= 8, `silent connections are closed once idle: ${JSON.stringify(closedAt)}`);
+      assert.ok(closedAt[7]![1] >= 3000, `not before idleMs: ${JSON.stringify(closedAt)}`);
     } finally {
       for (const s of sockets) s.destroy();
       server.close();
@@ -57,15 +65,23 @@ describe('admin server', () => {
   it('/metrics requests during a collection share it; a later one collects anew', async () => {
     const log = { error: () => undefined } as unknown as Logger;
     let calls = 0;
+    // The first collection lasts until all five requests have arrived (not a fixed time a
+    // loaded machine could outlast).
+    let requests = 0;
+    let allIn = (): void => undefined;
+    const fiveIn = new Promise<void>((r) => { allIn = r; });
     const handlers = {
       metrics: async () => {
         calls++;
-        await new Promise((r) => setTimeout(r, 100));
+        if (calls === 1) await fiveIn;
         return { contentType: 'text/plain', body: `collection ${calls}\n` };
       },
       notReady: async () => null,
     };
     const server = await startAdmin('127.0.0.1', 0, handlers, log);
+    server.on('request', () => {
+      if (++requests === 5) setTimeout(allIn, 20); // after the fifth request's own handler ran
+    });
     try {
       const get = async (): Promise<string> => (await fetch(`http://127.0.0.1:${boundPort(server)}/metrics`)).text();
       const bodies = await Promise.all([get(), get(), get(), get(), get()]);
