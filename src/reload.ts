@@ -2,7 +2,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load.js';
-import type { Config } from './config/schema.js';
+import { type Config, keepRestartOnly } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
 import { loadTlsMaterial, readTlsFilesAsync, tlsFiles, tlsFingerprint, type TlsFileBytes, type TlsMaterial } from './config/tls.js';
@@ -80,8 +80,10 @@ export class Reloader {
       }
       return this.failed(trigger, err);
     }
-    this.listener.reload(next, material);
-    this.current = next;
+    // The restart-only keys stay as they run (tls.handshake_timeout_ms: tls.Server took it once).
+    const running = keepRestartOnly(this.current, next);
+    this.listener.reload(running, material);
+    this.current = running;
     this.lastFingerprint = material.fingerprint;
     this.metrics.reloads.labels('success').inc();
     this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');

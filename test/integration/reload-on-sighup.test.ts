@@ -3,6 +3,7 @@
 // running configuration stays.
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { after, describe, test } from 'node:test';
 import YAML from 'yaml';
 import { sleep, waitFor } from '../helpers/common.js';
@@ -136,5 +137,34 @@ describe('SIGHUP: log.level applies at once; restart-only keys are named in a wa
     await ping();
     await sleep(500);
     assert.equal(closes(), 1, `a close was logged at info after log.level warn\n${logTail(p)}`);
+  });
+});
+
+describe('SIGHUP with a new tls.handshake_timeout_ms: connections waiting for a handshake place keep the running one', { timeout: 60_000 }, () => {
+  const stack = useStack({ proxy: () => ({ tls: { max_handshakes: 1, handshake_timeout_ms: 3_000 } }) });
+
+  test('reloaded to 500 ms (restart-only): a connection waiting behind a stalled handshake is still open after 1.5 s, and both are cut by the running 3 s', { timeout: 30_000 }, async (t) => {
+    const p = stack.proxy;
+    rewriteConfig(p, (cfg) => {
+      cfg.tls = { ...(cfg.tls as object), handshake_timeout_ms: 500 };
+    });
+    process.kill(p.pid, 'SIGHUP');
+    await waitFor('the restart-only warning', () => p.logs().find((r) => r.msg === 'these changes take effect only on restart'), 5_000);
+    // Two TCP connections that never send a byte: the first holds the one handshake place, the
+    // second waits for it. (The listener used to take the reloaded 500 ms for waiting ones.)
+    const closedAt: number[] = [];
+    const t0 = Date.now();
+    const raws = [0, 1].map(() => {
+      const s = net.connect({ host: '127.0.0.1', port: p.port });
+      s.on('error', () => undefined);
+      s.on('close', () => closedAt.push(Date.now() - t0));
+      s.resume();
+      return s;
+    });
+    t.after(() => raws.forEach((s) => s.destroy()));
+    await sleep(1_500);
+    assert.deepEqual(closedAt, [], `closed before the running handshake_timeout_ms (3 s)\n${logTail(p)}`);
+    await waitFor('both cut', () => closedAt.length === 2, 15_000);
+    assert.ok(closedAt.every((ms) => ms >= 2_900), `closed after ${closedAt.join(', ')} ms`);
   });
 });
