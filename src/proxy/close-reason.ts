@@ -16,9 +16,15 @@ export type CloseReason = (typeof CLOSE_REASONS)[number];
 /** graceful: our close_notify was written out before the socket was torn down; abrupt: it was not. */
 export type CloseMode = 'graceful' | 'abrupt';
 
-/** Log level of the one record written per closed connection. */
-export function closeLogLevel(reason: CloseReason, mode: CloseMode): 'info' | 'warn' {
+/**
+ * Log level of the one record written per closed connection: warn for what an operator should
+ * see at `log.level: warn`, an abrupt close or a backend that failed, crashed or closed on its
+ * own (killed, restarted, CLIENT KILL, its idle timeout); info for the routine ones, a backend
+ * closing after the client's QUIT included.
+ */
+export function closeLogLevel(reason: CloseReason, mode: CloseMode, clientQuit: boolean): 'info' | 'warn' {
   if (mode === 'abrupt') return 'warn';
+  if (reason === 'backend_closed') return clientQuit ? 'info' : 'warn';
   return reason === 'backend_error' || reason === 'backend_unavailable' ? 'warn' : 'info';
 }
 

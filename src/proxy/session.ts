@@ -371,7 +371,7 @@ export class Session {
     m.clientCloses.labels(mode, reason).inc();
     m.connectionDuration.observe(ageS);
     const violation = this.scanner.error;
-    this.deps.log[closeLogLevel(reason, mode)](
+    this.deps.log[closeLogLevel(reason, mode, this.scanner.quit)](
       {
         conn: this.id,
         reason,

@@ -61,6 +61,10 @@ describe('backend closes: QUIT and CLIENT KILL', { timeout: 120_000 }, () => {
     const text = await waitForMetric(stack.proxy, CLOSES, { mode: 'graceful', reason: 'backend_closed' }, (v) => v >= 3);
     assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'backend_closed' }), 3, text);
     assert.deepEqual(metricSamples(text, CLOSES, { mode: 'abrupt' }).filter((s) => s.value > 0), [], text);
+    // Logged at info after the client's QUIT, at warn after the two CLIENT KILLs (an operator at
+    // log.level warn sees a backend that closed on its clients).
+    const levels = stack.proxy.logs().filter((r) => r.reason === 'backend_closed').map((r) => r.level as number);
+    assert.deepEqual(levels.sort(), [30, 40, 40], logTail(stack.proxy));
   });
 });
 
