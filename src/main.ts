@@ -8,7 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
 import { WORKER_CONFIG_ENV, loadConfigFile } from './config/load.js';
-import { type Config, type WorkerPlace, keepRestartOnly, restartOnlyChanges, workerCount } from './config/schema.js';
+import { type Config, type WorkerPlace, keepRestartOnly, workerCount } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
 import { TICKET_SALT_ENV, loadTlsMaterial, ticketSalt } from './config/tls.js';
@@ -81,11 +81,9 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
   const listener = new Listener(config, material, metrics, log, place);
   const address = await listener.listen();
   const state = { current: config, draining: false };
-  const reloader = new Reloader(configPath, listener, metrics, log, { config, fingerprint: material.fingerprint }, (next) => {
-    log.level = next.log.level;
-    const ignored = restartOnlyChanges(state.current, next);
-    if (ignored.length > 0) log.warn({ keys: ignored }, 'these changes take effect only on restart');
-    state.current = keepRestartOnly(state.current, next); // what runs: said again at the next reload
+  const reloader = new Reloader(configPath, listener, metrics, log, { config, fingerprint: material.fingerprint }, (running) => {
+    log.level = running.log.level;
+    state.current = running;
   });
   reloader.watchCertificates(config);
   process.on('SIGHUP', () => reloader.reload('SIGHUP'));

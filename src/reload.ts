@@ -2,7 +2,7 @@
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load.js';
-import { type Config, keepRestartOnly } from './config/schema.js';
+import { type Config, keepRestartOnly, restartOnlyChanges } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
 import { loadTlsMaterial, readTlsFilesAsync, tlsFiles, tlsFingerprint, type TlsFileBytes, type TlsMaterial } from './config/tls.js';
@@ -43,7 +43,8 @@ export class Reloader {
     private readonly metrics: Metrics,
     private readonly log: Logger,
     served: { config: Config; fingerprint: string },
-    private readonly onConfig: (config: Config) => void,
+    /** After a reload, with the config now running (the restart-only keys as they were). */
+    private readonly onConfig: (running: Config) => void,
   ) {
     this.current = served.config;
     this.lastFingerprint = served.fingerprint;
@@ -81,14 +82,17 @@ export class Reloader {
       return this.failed(trigger, err);
     }
     // The restart-only keys stay as they run (tls.handshake_timeout_ms: tls.Server took it once).
+    const ignored = restartOnlyChanges(this.current, next);
     const running = keepRestartOnly(this.current, next);
     this.listener.reload(running, material);
     this.current = running;
     this.lastFingerprint = material.fingerprint;
     this.metrics.reloads.labels('success').inc();
     this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
-    this.onConfig(next);
-    this.watchCertificates(next);
+    this.onConfig(running);
+    // Said at every reload while the file differs from what runs, not only the first time.
+    if (ignored.length > 0) this.log.warn({ keys: ignored }, 'these changes take effect only on restart');
+    this.watchCertificates(running);
     return true;
   }
 
