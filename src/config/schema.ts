@@ -158,7 +158,7 @@ export const configSchema = z
         idle_timeout_pubsub: z
           .boolean()
           .default(false)
-          .describe('Apply idle_timeout_ms to clients in SUBSCRIBE/MONITOR mode too (by default they are exempt).'),
+          .describe('Apply idle_timeout_ms to clients in SUBSCRIBE/MONITOR mode too (by default they are exempt; a connection that has subscribed stays exempt after it unsubscribes).'),
       })
       .prefault({})
       .describe('Protocol limits enforced before a command reaches the backend.'),

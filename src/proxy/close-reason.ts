@@ -19,13 +19,12 @@ export type CloseMode = 'graceful' | 'abrupt';
 /**
  * Log level of the one record written per closed connection: warn for what an operator should
  * see at `log.level: warn`, an abrupt close or a backend that failed, crashed or closed on its
- * own (killed, restarted, CLIENT KILL, its idle timeout); info for the routine ones, a backend
- * closing after the client's QUIT included.
+ * own (killed, restarted, CLIENT KILL, its idle timeout); info for the routine ones (a backend
+ * closing after the client's QUIT is `client_closed`).
  */
-export function closeLogLevel(reason: CloseReason, mode: CloseMode, clientQuit: boolean): 'info' | 'warn' {
+export function closeLogLevel(reason: CloseReason, mode: CloseMode): 'info' | 'warn' {
   if (mode === 'abrupt') return 'warn';
-  if (reason === 'backend_closed') return clientQuit ? 'info' : 'warn';
-  return reason === 'backend_error' || reason === 'backend_unavailable' ? 'warn' : 'info';
+  return reason === 'backend_closed' || reason === 'backend_error' || reason === 'backend_unavailable' ? 'warn' : 'info';
 }
 
 /** Socket errors that mean the peer went away, as opposed to a fault on our side. */

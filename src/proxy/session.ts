@@ -188,7 +188,8 @@ export class Session {
   /** End this connection in order. Idempotent: the first reason wins. */
   close(reason: CloseReason, reply: Buffer | null = null): void {
     if (this.status === 'closing' || this.status === 'closed') return;
-    this.reason = reason;
+    // The backend closing once the client's QUIT is answered is the client leaving.
+    this.reason = reason === 'backend_closed' && this.quitAnswered() ? 'client_closed' : reason;
     this.finalReply = reply;
     this.setStatus('closing');
     this.client.setTimeout(0);
@@ -256,8 +257,9 @@ export class Session {
   private endClient(): void {
     this.phase = 'flush';
     if (this.backend !== null && !this.backendClosed) this.backend.destroy();
-    // Not after a reply the backend cut off: the client would read the text as part of it.
-    if (this.finalReply !== null && !this.replyCutOff()) this.writeClient(this.finalReply);
+    // Not after a reply the backend cut off, nor after commands left unanswered: the client would
+    // read the text as part of that reply, or as the reply to the first of those commands.
+    if (this.finalReply !== null && !this.replyCutOff() && !this.gaveUpOnReplies()) this.writeClient(this.finalReply);
     this.client.end();
     this.armDeadline(); // with what is queued now: see onDeadline
   }
@@ -371,7 +373,7 @@ export class Session {
     m.clientCloses.labels(mode, reason).inc();
     m.connectionDuration.observe(ageS);
     const violation = this.scanner.error;
-    this.deps.log[closeLogLevel(reason, mode, this.scanner.quit)](
+    this.deps.log[closeLogLevel(reason, mode)](
       {
         conn: this.id,
         reason,
@@ -537,7 +539,9 @@ export class Session {
       return;
     }
     if (this.phase === 'backend' && this.unavailable === null) {
-      this.replyToLost(BACKEND_LOST_REPLY); // it went away before answering everything
+      // It went away before answering everything; not when we ended it (then it owes nothing, or
+      // we gave up waiting: the backend did not fail, and the close tells the client).
+      if (!this.backendEnded) this.replyToLost(BACKEND_LOST_REPLY);
       this.endClient();
     }
   }
@@ -598,6 +602,14 @@ export class Session {
     if (owed > 0 && this.countable() && !this.replyCutOff()) this.writeClient(repeat(reply, owed));
   }
 
+  /**
+   * We half-closed the backend with commands unanswered: a wait for them ran out (a BLPOP 0, a
+   * backend that stopped answering). The backend did not fail, so nothing is made up for them.
+   */
+  private gaveUpOnReplies(): boolean {
+    return this.backendEnded && this.countable() && this.owed() > 0;
+  }
+
   /** The backend's reply stream stopped in the middle of a reply (as far as counting tells). */
   private replyCutOff(): boolean {
     return !this.counter.broken && this.counter.midReply;
@@ -606,6 +618,11 @@ export class Session {
   /** Commands forwarded that the backend has not answered yet. */
   private owed(): number {
     return this.scanner.commands - this.counter.replies;
+  }
+
+  /** The client sent QUIT and, as far as counting tells, Redis answered it. */
+  private quitAnswered(): boolean {
+    return this.scanner.quit && (!this.countable() || this.owed() === 0);
   }
 
   /** Reply counting holds: no subscribe/monitor mode or CLIENT REPLY, and the reply stream parsed. */

@@ -54,9 +54,9 @@ function assertAccounted(stack: Stack, r: StrictClientResult, sent: number, poss
   return { answered, lost };
 }
 
-async function assertClosesGracefulBackendClosed(stack: Stack, n: number): Promise<void> {
-  const text = await waitForMetric(stack.proxy, CLOSES, { mode: 'graceful', reason: 'backend_closed' }, (v) => v >= n);
-  assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'backend_closed' }), n, text);
+async function assertClosesGraceful(stack: Stack, n: number, reason: 'backend_closed' | 'client_closed' = 'backend_closed'): Promise<void> {
+  const text = await waitForMetric(stack.proxy, CLOSES, { mode: 'graceful', reason }, (v) => v >= n);
+  assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason }), n, text);
   assert.deepEqual(metricSamples(text, CLOSES, { mode: 'abrupt' }).filter((s) => s.value > 0), [], text);
 }
 
@@ -80,7 +80,7 @@ describe('SIGKILL while BLPOP blocks a pipeline of 1000 PINGs', { timeout: 90_00
   });
 
   test('/metrics: one graceful backend_closed, nothing abrupt; the proxy still accepts connections', { timeout: 20_000 }, async () => {
-    await assertClosesGracefulBackendClosed(stack, 1);
+    await assertClosesGraceful(stack, 1);
     // The backend is gone for good: a new client learns why, in order.
     const r = await strictClient({ port: stack.proxy.port, payload: Buffer.from('PING\r\n'), caFile: stack.certs.caFile });
     assert.match(r.reply.toString('latin1'), /^-ERR backend unavailable \([^\r\n]*ECONNREFUSED\)\r\n$/, showResult(r));
@@ -109,7 +109,7 @@ describe('SIGKILL during DEBUG SLEEP', { timeout: 90_000 }, () => {
   });
 
   test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
-    await assertClosesGracefulBackendClosed(stack, 1);
+    await assertClosesGraceful(stack, 1);
   });
 });
 
@@ -138,7 +138,7 @@ describe('SHUTDOWN NOSAVE from another connection while a pipeline waits behind 
   });
 
   test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
-    await assertClosesGracefulBackendClosed(stack, 1);
+    await assertClosesGraceful(stack, 1);
   });
 });
 
@@ -158,7 +158,7 @@ describe('SUBSCRIBE and MONITOR: no LOST replies are invented', { timeout: 90_00
       assert.equal(r.close, 'close_notify', why);
     });
     test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
-      await assertClosesGracefulBackendClosed(stack, 1);
+      await assertClosesGraceful(stack, 1);
     });
   });
 
@@ -179,7 +179,7 @@ describe('SUBSCRIBE and MONITOR: no LOST replies are invented', { timeout: 90_00
       assert.equal(r.close, 'close_notify', why);
     });
     test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
-      await assertClosesGracefulBackendClosed(stack, 1);
+      await assertClosesGraceful(stack, 1);
     });
   });
 });
@@ -212,8 +212,8 @@ describe('QUIT with more commands pipelined after it', { timeout: 90_000 }, () =
     assertAccounted(stack, r, 2, ['+PONG\r\n', '+OK\r\n'], payload.length);
   });
 
-  test('/metrics: graceful backend_closed ×3, nothing abrupt, no protocol error', { timeout: 20_000 }, async () => {
-    await assertClosesGracefulBackendClosed(stack, 3);
+  test('/metrics: graceful client_closed ×3 (the backend closed after each QUIT), nothing abrupt, no protocol error', { timeout: 20_000 }, async () => {
+    await assertClosesGraceful(stack, 3, 'client_closed');
     const text = await stack.proxy.metrics();
     assert.deepEqual(metricSamples(text, 'resp_tls_proxy_protocol_errors_total').filter((s) => s.value > 0), [], text);
   });
@@ -299,7 +299,7 @@ describe('the backend dies in the middle of a reply', { timeout: 90_000 }, () =>
   });
 
   test('/metrics: graceful backend_closed, nothing abrupt', { timeout: 20_000 }, async () => {
-    await assertClosesGracefulBackendClosed(stack, 1);
+    await assertClosesGraceful(stack, 1);
   });
 });
 

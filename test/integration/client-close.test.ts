@@ -6,7 +6,7 @@ import { describe, test } from 'node:test';
 import { waitFor } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { metricValue, waitForMetric } from '../helpers/proxy.js';
-import { encodeCommand, encodePipeline } from '../helpers/resp.js';
+import { ERR, encodeCommand, encodePipeline } from '../helpers/resp.js';
 import { describe as showResult, strictClient } from '../helpers/strict-client.js';
 import { sendThenReset } from '../helpers/tls-client.js';
 
@@ -59,5 +59,41 @@ describe('client closes', { timeout: 120_000 }, () => {
     assert.equal(metricValue(text, CLOSES, { mode: 'abrupt', reason: 'client_closed' }), 0, text);
     assert.equal(metricValue(text, 'resp_tls_proxy_connections_active'), 0, text);
     assert.equal(metricValue(text, 'resp_tls_proxy_connections_total'), 4, text);
+  });
+});
+
+describe('a wait for a reply that never comes runs out: nothing is made up', { timeout: 120_000 }, () => {
+  // BLPOP 0 on an empty list is never answered. When the proxy stops waiting for it (after
+  // close.drain_timeout_ms without progress) the backend has not failed: the client gets no
+  // "backend connection lost" for it, and no error text it would read as the BLPOP's reply.
+  const DRAIN_MS = 800;
+  const stack = useStack({ proxy: () => ({ close: { drain_timeout_ms: DRAIN_MS } }) });
+
+  test('SET, BLPOP 0, then close_notify → +OK, close_notify after close.drain_timeout_ms, no reply made up for the BLPOP', { timeout: 30_000 }, async () => {
+    const payload = encodePipeline([['SET', 'wait1', 'v'], ['BLPOP', 'never-pushed', '0']]);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, afterWrite: 'close_notify' });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), '+OK\r\n', why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.ok(r.elapsedMs >= DRAIN_MS - 100, `closed after ${r.elapsedMs} ms\n${why}`);
+  });
+
+  test('BLPOP 0, then *x → close_notify after close.drain_timeout_ms, with neither a made-up reply nor the error (it would read as the BLPOP\'s)', { timeout: 30_000 }, async () => {
+    const payload = Buffer.concat([encodeCommand(['PING']), encodeCommand(['BLPOP', 'never-pushed', '0']), Buffer.from('*x\r\n')]);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), '+PONG\r\n', why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.equal(r.writeError, null, why);
+  });
+
+  test('the same BLPOP answered within the wait → its reply, then the error', { timeout: 30_000 }, async () => {
+    const payload = Buffer.concat([encodeCommand(['BLPOP', 'pushed-soon', '0']), Buffer.from('*x\r\n')]);
+    const pushed = new Promise<void>((resolve) => setTimeout(() => void stack.redis.cli('RPUSH', 'pushed-soon', 'x').then(() => resolve()), 300));
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    await pushed;
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), `*2\r\n$11\r\npushed-soon\r\n$1\r\nx\r\n${ERR.multibulk}`, why);
+    assert.equal(r.close, 'close_notify', why);
   });
 });

@@ -35,8 +35,8 @@ describe('RESP3 pushes during an orderly close', { timeout: 120_000 }, () => {
     assert.equal(r.close, 'close_notify', why);
     assert.ok(reply.includes('$10\r\ninvalidate\r\n'), `no invalidation push reached the client\n${why}`);
     // The BLPOP never got its reply: the backend was half-closed after drain_timeout_ms without a
-    // reply, and the command is failed with the proxy's error.
-    assert.ok(reply.endsWith('-ERR backend connection lost\r\n'), why);
+    // reply. The backend did not fail, so no error is made up for it: the close tells the client.
+    assert.ok(!reply.includes('-ERR'), why);
     // Pushes used to count as progress: the close lasted as long as the writes (8 s).
     assert.ok(r.elapsedMs < 4 * DRAIN_MS, `closed after ${r.elapsedMs} ms\n${why}`);
     t.diagnostic(`closed ${r.elapsedMs} ms after its close_notify, with ${i} keys changed meanwhile`);
