@@ -88,6 +88,8 @@ export class Session {
   private backendConnected = false;
   private backendClosed = false;
   private backendEnded = false; // we half-closed it
+  /** Replies counted when the client's QUIT was scanned (-1 before): did one come after it? */
+  private repliesAtQuit = -1;
   /** Commands for a backend still connecting (short pieces copied together: a client's 1-byte reads). */
   private readonly queued = new ByteList();
 
@@ -188,7 +190,8 @@ export class Session {
   /** End this connection in order. Idempotent: the first reason wins. */
   close(reason: CloseReason, reply: Buffer | null = null): void {
     if (this.status === 'closing' || this.status === 'closed') return;
-    // The backend closing once the client's QUIT is answered is the client leaving.
+    // The backend closing once the client's QUIT is answered is the client leaving. (What follows
+    // still goes by `reason`: the backend is gone either way.)
     this.reason = reason === 'backend_closed' && this.quitAnswered() ? 'client_closed' : reason;
     this.finalReply = reply;
     this.setStatus('closing');
@@ -407,6 +410,7 @@ export class Session {
     const before = this.scanner.commands;
     this.scanner.feed(chunk, out);
     this.counter.watchFor = this.scanner.hello3At; // its reply says whether the connection is RESP3
+    if (this.scanner.quit && this.repliesAtQuit < 0) this.repliesAtQuit = this.counter.replies;
     this.deps.metrics.hot.commands += this.scanner.commands - before;
     if (out.length > 0) {
       this.toBackend(out);
@@ -539,9 +543,8 @@ export class Session {
       return;
     }
     if (this.phase === 'backend' && this.unavailable === null) {
-      // It went away before answering everything; not when we ended it (then it owes nothing, or
-      // we gave up waiting: the backend did not fail, and the close tells the client).
-      if (!this.backendEnded) this.replyToLost(BACKEND_LOST_REPLY);
+      // It went away before answering everything: unless we ended it after a wait ran out.
+      if (!this.gaveUpOnReplies()) this.replyToLost(BACKEND_LOST_REPLY);
       this.endClient();
     }
   }
@@ -603,8 +606,9 @@ export class Session {
   }
 
   /**
-   * We half-closed the backend with commands unanswered: a wait for them ran out (a BLPOP 0, a
-   * backend that stopped answering). The backend did not fail, so nothing is made up for them.
+   * We half-closed the backend with commands unanswered: a wait ran out (a BLPOP 0, a backend that
+   * stopped answering, a client that does not read). Whether the backend failed we cannot tell,
+   * and the commands may still run, so nothing is made up for them: the close tells the client.
    */
   private gaveUpOnReplies(): boolean {
     return this.backendEnded && this.countable() && this.owed() > 0;
@@ -620,9 +624,17 @@ export class Session {
     return this.scanner.commands - this.counter.replies;
   }
 
-  /** The client sent QUIT and, as far as counting tells, Redis answered it. */
+  /**
+   * The client sent QUIT and Redis answered it: nothing is owed (QUIT is the last command
+   * forwarded) or, with replies uncounted, the last reply was a status (`+OK`) that came after
+   * the QUIT was sent, not a RESP3 push or a map: a subscriber blocked in BLPOP leaves the QUIT
+   * unread, and a backend that dies then did fail. (A status reply to a command pipelined just
+   * before the QUIT can still pass for its +OK.)
+   */
   private quitAnswered(): boolean {
-    return this.scanner.quit && (!this.countable() || this.owed() === 0);
+    if (this.repliesAtQuit < 0) return false;
+    if (this.countable()) return this.owed() === 0;
+    return this.counter.replies > this.repliesAtQuit && this.counter.last === 43 /* + */;
   }
 
   /** Reply counting holds: no subscribe/monitor mode or CLIENT REPLY, and the reply stream parsed. */

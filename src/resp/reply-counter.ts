@@ -21,6 +21,8 @@ export class ReplyCounter {
   /** The type byte of reply number `watchFor` (1-based) is put in `watched` when that reply completes. */
   watchFor = 0;
   watched = 0;
+  /** The type byte of the last complete top-level reply (0 before the first). */
+  last = 0;
 
   /**
    * True while the stream stands inside a reply: some of it has been seen, not all. Bytes
@@ -142,6 +144,7 @@ export class ReplyCounter {
       const depth = this.stack.length;
       if (depth === 0) {
         if (++this.replies === this.watchFor) this.watched = this.topType;
+        this.last = this.topType;
         this.annotated = false;
         return;
       }

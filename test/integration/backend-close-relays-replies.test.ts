@@ -19,6 +19,14 @@ function assertOrderly(stack: Stack, r: StrictClientResult, reply: string, paylo
   if (payloadLength !== undefined) assert.equal(r.wrote, payloadLength, why);
 }
 
+/** /metrics once `n` graceful closes, whatever their reason, are counted. */
+async function afterGracefulCloses(stack: Stack, n: number): Promise<string> {
+  return waitFor(`${n} graceful closes`, async () => {
+    const text = await stack.proxy.metrics();
+    return metricSamples(text, CLOSES, { mode: 'graceful' }).reduce((a, s) => a + s.value, 0) >= n ? text : undefined;
+  }, 10_000);
+}
+
 /** The `id=` of each backend client whose last command was `cmd` (CLIENT LIST, run directly on redis). */
 async function backendClientIds(stack: Stack, cmd: string): Promise<string[]> {
   const list = await stack.redis.cli('CLIENT', 'LIST');
@@ -110,7 +118,7 @@ describe('a backend that rejects the command itself (redis-server --requirepass)
   test('/metrics: graceful backend_closed, none abrupt', { timeout: 15_000 }, async () => {
     // Three closes came from Redis's own error to the strict client; redis-cli's may race the
     // backend's close and count as client_closed, as does the last test's QUIT.
-    const text = await waitForMetric(stack.proxy, CLOSES, { mode: 'graceful', reason: 'backend_closed' }, (v) => v >= 3);
+    const text = await afterGracefulCloses(stack, 5);
     assert.ok(metricValue(text, CLOSES, { mode: 'graceful', reason: 'backend_closed' }) >= 3, text);
     assert.ok(metricValue(text, CLOSES, { mode: 'graceful', reason: 'client_closed' }) >= 1, text);
     const graceful = metricSamples(text, CLOSES, { mode: 'graceful' }).reduce((a, s) => a + s.value, 0);
@@ -132,5 +140,37 @@ describe('the backend crashes (SIGKILL) while a command is pending', { timeout: 
     assert.match(r.reply.toString('latin1'), /^\+OK\r\n-ERR [^\r\n]+\r\n$/, why);
     assert.equal(r.close, 'close_notify', why);
     assert.equal(r.writeError, null, why);
+  });
+});
+
+describe('QUIT with replies uncounted (after SUBSCRIBE)', { timeout: 120_000 }, () => {
+  const stack = useStack();
+
+  test('SUBSCRIBE, QUIT → the subscribe reply, +OK, close_notify', { timeout: 30_000 }, async () => {
+    const payload = encodePipeline([['SUBSCRIBE', 'quit-ch'], ['QUIT']]);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    assertOrderly(stack, r, '*3\r\n$9\r\nsubscribe\r\n$7\r\nquit-ch\r\n:1\r\n+OK\r\n', payload.length);
+  });
+
+  test('HELLO 3, SUBSCRIBE, BLPOP 0, QUIT (unread behind the BLPOP), then CLIENT KILL of the backend connection → close_notify', { timeout: 30_000 }, async () => {
+    const payload = encodePipeline([['HELLO', '3'], ['SUBSCRIBE', 'quit-ch2'], ['BLPOP', 'quit-never', '0'], ['QUIT']]);
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 15_000 });
+    const ids = await waitFor('the proxy\'s backend connection blocked in BLPOP', async () => {
+      const found = await backendClientIds(stack, 'blpop');
+      return found.length === 1 ? found : undefined;
+    }, 10_000);
+    assert.equal(await stack.redis.cli('CLIENT', 'KILL', 'ID', ids[0]!), '1');
+    const r = await client;
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.ok(r.reply.toString('latin1').endsWith('>3\r\n$9\r\nsubscribe\r\n$8\r\nquit-ch2\r\n:1\r\n'), why);
+    assert.equal(r.close, 'close_notify', why);
+  });
+
+  test('/metrics: the QUIT Redis answered is client_closed; the one it never read is backend_closed, logged at warn', { timeout: 15_000 }, async () => {
+    const text = await afterGracefulCloses(stack, 2);
+    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'client_closed' }), 1, text);
+    assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'backend_closed' }), 1, text);
+    const levels = stack.proxy.logs().filter((r) => r.reason === 'backend_closed').map((r) => r.level as number);
+    assert.deepEqual(levels, [40], logTail(stack.proxy));
   });
 });

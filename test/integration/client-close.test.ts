@@ -89,9 +89,11 @@ describe('a wait for a reply that never comes runs out: nothing is made up', { t
 
   test('the same BLPOP answered within the wait → its reply, then the error', { timeout: 30_000 }, async () => {
     const payload = Buffer.concat([encodeCommand(['BLPOP', 'pushed-soon', '0']), Buffer.from('*x\r\n')]);
-    const pushed = new Promise<void>((resolve) => setTimeout(() => void stack.redis.cli('RPUSH', 'pushed-soon', 'x').then(() => resolve()), 300));
-    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
-    await pushed;
+    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile });
+    // Pushed once the BLPOP blocks, so the close has started waiting for its reply.
+    await waitFor('the BLPOP blocked on the backend', async () => /blocked_clients:1\r?\n/.test(await stack.redis.cli('INFO', 'clients')), 10_000);
+    assert.equal(await stack.redis.cli('RPUSH', 'pushed-soon', 'x'), '1');
+    const r = await client;
     const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
     assert.equal(r.reply.toString('latin1'), `*2\r\n$11\r\npushed-soon\r\n$1\r\nx\r\n${ERR.multibulk}`, why);
     assert.equal(r.close, 'close_notify', why);
