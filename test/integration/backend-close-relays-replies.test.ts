@@ -33,6 +33,21 @@ async function backendClientIds(stack: Stack, cmd: string): Promise<string[]> {
   return list.split('\n').filter((l) => l.includes(` cmd=${cmd} `)).map((l) => /^id=(\d+)/.exec(l)?.[1] ?? '').filter(Boolean);
 }
 
+/**
+ * Sends `payload` through the proxy, waits until Redis lists the proxy's backend connection with
+ * `cmd` as its last command, kills that connection (CLIENT KILL ID, directly on Redis), and
+ * returns what the client read until the proxy closed.
+ */
+async function killBackendDuring(stack: Stack, payload: Buffer, cmd: string): Promise<StrictClientResult> {
+  const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 15_000 });
+  const ids = await waitFor(`the proxy's backend connection in CLIENT LIST with cmd=${cmd}`, async () => {
+    const found = await backendClientIds(stack, cmd);
+    return found.length === 1 ? found : undefined;
+  }, 10_000);
+  assert.equal(await stack.redis.cli('CLIENT', 'KILL', 'ID', ids[0]!), '1');
+  return client;
+}
+
 describe('backend closes: QUIT and CLIENT KILL', { timeout: 120_000 }, () => {
   const stack = useStack();
 
@@ -46,13 +61,7 @@ describe('backend closes: QUIT and CLIENT KILL', { timeout: 120_000 }, () => {
   test('CLIENT KILL of the proxy\'s backend connection → the reply already produced, then close_notify', { timeout: 30_000 }, async () => {
     // ECHO marks the proxy's backend connection in CLIENT LIST (cmd=echo) while the client waits.
     const payload = encodeCommand(['ECHO', 'before-kill']);
-    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 15_000 });
-    const ids = await waitFor('the proxy\'s backend connection in CLIENT LIST', async () => {
-      const found = await backendClientIds(stack, 'echo');
-      return found.length === 1 ? found : undefined;
-    }, 10_000);
-    assert.equal(await stack.redis.cli('CLIENT', 'KILL', 'ID', ids[0]!), '1');
-    const r = await client;
+    const r = await killBackendDuring(stack, payload, 'echo');
     assertOrderly(stack, r, '$11\r\nbefore-kill\r\n', payload.length);
   });
 
@@ -154,13 +163,7 @@ describe('QUIT with replies uncounted (after SUBSCRIBE)', { timeout: 120_000 }, 
 
   test('HELLO 3, SUBSCRIBE, BLPOP 0, QUIT (unread behind the BLPOP), then CLIENT KILL of the backend connection → close_notify', { timeout: 30_000 }, async () => {
     const payload = encodePipeline([['HELLO', '3'], ['SUBSCRIBE', 'quit-ch2'], ['BLPOP', 'quit-never', '0'], ['QUIT']]);
-    const client = strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readTimeoutMs: 15_000 });
-    const ids = await waitFor('the proxy\'s backend connection blocked in BLPOP', async () => {
-      const found = await backendClientIds(stack, 'blpop');
-      return found.length === 1 ? found : undefined;
-    }, 10_000);
-    assert.equal(await stack.redis.cli('CLIENT', 'KILL', 'ID', ids[0]!), '1');
-    const r = await client;
+    const r = await killBackendDuring(stack, payload, 'blpop');
     const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
     assert.ok(r.reply.toString('latin1').endsWith('>3\r\n$9\r\nsubscribe\r\n$8\r\nquit-ch2\r\n:1\r\n'), why);
     assert.equal(r.close, 'close_notify', why);
