@@ -260,9 +260,7 @@ export class Session {
   private endClient(): void {
     this.phase = 'flush';
     if (this.backend !== null && !this.backendClosed) this.backend.destroy();
-    // Not after a reply the backend cut off, nor after commands left unanswered: the client would
-    // read the text as part of that reply, or as the reply to the first of those commands.
-    if (this.finalReply !== null && !this.replyCutOff() && !this.gaveUpOnReplies()) this.writeClient(this.finalReply);
+    if (this.finalReply !== null && this.madeUpReplyFits()) this.writeClient(this.finalReply);
     this.client.end();
     this.armDeadline(); // with what is queued now: see onDeadline
   }
@@ -543,8 +541,7 @@ export class Session {
       return;
     }
     if (this.phase === 'backend' && this.unavailable === null) {
-      // It went away before answering everything: unless we ended it after a wait ran out.
-      if (!this.gaveUpOnReplies()) this.replyToLost(BACKEND_LOST_REPLY);
+      this.replyToLost(BACKEND_LOST_REPLY); // it went away before answering everything
       this.endClient();
     }
   }
@@ -599,10 +596,20 @@ export class Session {
    * The backend went away owing replies: fail exactly the commands it did not answer. Not when it
    * stopped in the middle of a reply: the client would read our error text as the rest of that
    * reply (a value ending in "-ERR backend conn…"); it sees the reply cut short by the close instead.
+   * Nor when we ended it after a wait ran out (gaveUpOnReplies).
    */
   private replyToLost(reply: Buffer): void {
     const owed = this.owed();
-    if (owed > 0 && this.countable() && !this.replyCutOff()) this.writeClient(repeat(reply, owed));
+    if (owed > 0 && this.countable() && this.madeUpReplyFits()) this.writeClient(repeat(reply, owed));
+  }
+
+  /**
+   * Whether a reply the proxy makes up (for lost commands, the final error) is read where it
+   * belongs: not as the rest of a reply the backend cut off, nor as the reply to a command we
+   * stopped waiting for.
+   */
+  private madeUpReplyFits(): boolean {
+    return !this.replyCutOff() && !this.gaveUpOnReplies();
   }
 
   /**
