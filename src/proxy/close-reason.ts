@@ -10,6 +10,7 @@ export const CLOSE_REASONS = [
   'idle_timeout',
   'max_clients',
   'shutdown',
+  'output_buffer_limit',
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 

@@ -9,7 +9,7 @@ import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
 import { isPeerGone } from './close-reason.js';
-import { Session, dropWithoutTls, refuse } from './session.js';
+import { OUTPUT_CHECK_MS, Session, dropWithoutTls, refuse } from './session.js';
 
 function matchSni(entries: readonly SniEntry[], servername: string | false | null | undefined): SniEntry | undefined {
   if (!servername) return undefined;
@@ -54,6 +54,8 @@ export class Listener {
   private waiting: Timed[] = [];
   private waitingHead = 0;
   private expiry: NodeJS.Timeout | null = null;
+  /** While sessions are open: each looks at what its TLS layer holds for the client. */
+  private outputCheck: NodeJS.Timeout | null = null;
 
   constructor(
     config: Config,
@@ -281,10 +283,17 @@ export class Listener {
         if (s.isServed) this.served--;
         this.sessions.delete(s);
         m.connectionsActive.dec();
-        if (this.sessions.size === 0) for (const f of this.whenEmpty.splice(0)) f();
+        if (this.sessions.size === 0) {
+          clearInterval(this.outputCheck ?? undefined);
+          this.outputCheck = null;
+          for (const f of this.whenEmpty.splice(0)) f();
+        }
       },
     });
     this.sessions.add(session);
+    this.outputCheck ??= setInterval(() => {
+      for (const s of this.sessions) s.checkOutput();
+    }, OUTPUT_CHECK_MS).unref();
     if (this.closingAll) session.turnAway('shutdown');
     else if (this.served >= clientsPerProcess(this.config, this.place)) session.turnAway('max_clients');
     else {

@@ -136,6 +136,20 @@ export class Session {
     client.on('finish', () => this.onClientFinish());
   }
 
+  /**
+   * Called every OUTPUT_CHECK_MS by the listener. Replies cannot pile up (a client that does not
+   * read them pauses the backend), but what TLS writes of its own can: a TLS 1.3 client that sends
+   * KeyUpdate requests and reads nothing has OpenSSL queue an answer to each, which never reaches
+   * JavaScript and which Node keeps without a limit. Past TLS_OUTPUT_MAX the connection is torn
+   * down at once: a close_notify could not get through, and waiting lets the queue grow on.
+   */
+  checkOutput(): void {
+    if (this.status === 'closed' || tlsOutputQueued(this.client) <= TLS_OUTPUT_MAX) return;
+    if (this.status !== 'closing') return this.close('output_buffer_limit');
+    this.deps.log.warn({ conn: this.id, reason: this.reason, queued: tlsOutputQueued(this.client) }, 'closing client over the output limit now');
+    this.finalize(); // closing for another reason, which stays its reason
+  }
+
   /** Served (start()), not turned away. */
   get isServed(): boolean {
     return this.served;
@@ -197,7 +211,7 @@ export class Session {
     this.setStatus('closing');
     this.client.setTimeout(0);
     this.client.resume(); // from now on client input is read and discarded
-    if (reason === 'client_reset') return this.finalize();
+    if (reason === 'client_reset' || reason === 'output_buffer_limit') return this.finalize();
     if (reason === 'max_clients') return this.endClient();
     if (reason === 'backend_closed' || reason === 'backend_error') {
       this.replyToLost(BACKEND_LOST_REPLY);
@@ -661,6 +675,25 @@ export const MADE_UP_REPLIES_MAX_BYTES = 1024 * 1024;
 function repeat(reply: Buffer, times: number): Buffer {
   const n = Math.min(times, Math.max(1, Math.floor(MADE_UP_REPLIES_MAX_BYTES / reply.length)));
   return n === 1 ? reply : Buffer.alloc(reply.length * n, reply);
+}
+
+/** How often the listener calls Session.checkOutput(). */
+export const OUTPUT_CHECK_MS = 500;
+
+/**
+ * Encrypted bytes a client's TLS layer holds for the socket. A reader that keeps up holds a few
+ * KiB; one that does not, at most a backend read (64 KiB) past the socket's high-water mark before
+ * the backend is paused, or the replies made up in one go (MADE_UP_REPLIES_MAX_BYTES).
+ */
+export const TLS_OUTPUT_MAX = 4 * 1024 * 1024;
+
+/**
+ * What TLS has encrypted and not yet handed to the kernel. Node's TLS handle reports it as
+ * writeQueueSize (what OpenSSL's output holds, its own messages included), not a documented API:
+ * read on Node 20 and 26, and the KeyUpdate test fails if it ever reads 0.
+ */
+function tlsOutputQueued(socket: TLSSocket): number {
+  return (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0;
 }
 
 /**

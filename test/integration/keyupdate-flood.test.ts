@@ -1,0 +1,77 @@
+// TLS 1.3 KeyUpdate requests, from a client driving libssl itself (test/helpers/keyupdate_flood.py).
+//  - A client that sends 1,000 of them and reads is served as usual: its PING gets +PONG.
+//  - A client that sends them without end and reads nothing makes OpenSSL queue one KeyUpdate
+//    answer per request, which Node keeps without a limit (1 MB/s and more, for as long as the
+//    client goes on). Once the connection's TLS output passes TLS_OUTPUT_MAX the proxy tears it
+//    down: counted {reason="output_buffer_limit", mode="abrupt"}, logged at warn. The proxy
+//    serves other clients before and after.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { repoRoot, run } from '../helpers/common.js';
+import { logTail, useStack } from '../helpers/fixture.js';
+import { closeRecords, metricValue, waitForMetric } from '../helpers/proxy.js';
+import { encodeCommand } from '../helpers/resp.js';
+import { PYTHON } from '../helpers/strict-client.js';
+import { tlsRequest, untilText } from '../helpers/tls-request.js';
+
+const CLOSES = 'resp_tls_proxy_client_closes_total';
+const FLOOD = path.join(repoRoot, 'test', 'helpers', 'keyupdate_flood.py');
+
+interface FloodReport {
+  handshake: boolean;
+  version?: string;
+  sent: number;
+  closed: boolean;
+  error?: string;
+  elapsed_ms?: number;
+  reply?: string;
+}
+
+async function keyUpdates(port: number, args: string[], deadlineMs: number): Promise<FloodReport> {
+  const r = await run(PYTHON, ['-S', FLOOD, '--port', String(port), '--deadline-ms', String(deadlineMs), ...args], { timeoutMs: deadlineMs + 30_000 });
+  try {
+    return JSON.parse(r.stdout) as FloodReport;
+  } catch {
+    throw new Error(`keyupdate_flood.py gave no report (exit ${r.code}): ${r.stdout}${r.stderr}`);
+  }
+}
+
+async function ping(port: number): Promise<string> {
+  const r = await tlsRequest({ port, payload: encodeCommand(['PING']), until: untilText('+PONG\r\n'), timeoutMs: 10_000 });
+  return r.data.toString('latin1');
+}
+
+describe('TLS 1.3 KeyUpdate requests', { timeout: 180_000 }, () => {
+  const stack = useStack();
+
+  test('a client that sends 1,000 and reads is served', async () => {
+    const r = await keyUpdates(stack.proxy.port, ['--count', '1000', '--then', 'read'], 30_000);
+    assert.equal(r.handshake, true, JSON.stringify(r));
+    assert.equal(r.version, 'TLSv1.3');
+    assert.equal(r.sent, 1000, JSON.stringify(r));
+    assert.equal(r.closed, false, JSON.stringify(r));
+    assert.equal(Buffer.from(r.reply ?? '', 'base64').toString('latin1'), '+PONG\r\n');
+    assert.equal(metricValue(await stack.proxy.metrics(), CLOSES, { reason: 'output_buffer_limit' }), 0);
+  });
+
+  test('a client that sends them without end and reads nothing is closed once its TLS output passes the limit', { timeout: 120_000 }, async () => {
+    assert.equal(await ping(stack.proxy.port), '+PONG\r\n');
+    // 3 million answers (~80 MB) is far past what the kernel's buffers and the limit hold
+    // together (~10 MB); without the limit the proxy holds them all, the client is never closed.
+    const r = await keyUpdates(stack.proxy.port, ['--count', '3000000', '--rcvbuf', '4096'], 75_000);
+    assert.equal(r.handshake, true, JSON.stringify(r));
+    assert.equal(r.closed, true, `not closed: ${JSON.stringify(r)}\n${logTail(stack.proxy)}`);
+    assert.ok(r.sent < 3_000_000, JSON.stringify(r));
+
+    const text = await waitForMetric(stack.proxy, CLOSES, { reason: 'output_buffer_limit', mode: 'abrupt' });
+    assert.equal(metricValue(text, CLOSES, { reason: 'output_buffer_limit', mode: 'abrupt' }), 1, logTail(stack.proxy));
+    assert.equal(metricValue(text, CLOSES, { reason: 'output_buffer_limit', mode: 'graceful' }), 0);
+    const rec = closeRecords(stack.proxy.logs()).find((l) => l.reason === 'output_buffer_limit');
+    assert.ok(rec, logTail(stack.proxy));
+    assert.equal(rec.mode, 'abrupt');
+    assert.equal(rec.level, 40); // warn
+
+    assert.equal(await ping(stack.proxy.port), '+PONG\r\n');
+  });
+});
