@@ -137,7 +137,7 @@ export class Session {
   }
 
   /**
-   * Called every OUTPUT_CHECK_MS by the listener. Replies cannot pile up (a client that does not
+   * Called about every OUTPUT_CHECK_MS by the listener (less often with thousands of sessions). Replies cannot pile up (a client that does not
    * read them pauses the backend), but what TLS writes of its own can: a TLS 1.3 client that sends
    * KeyUpdate requests and reads nothing has OpenSSL queue an answer to each, which never reaches
    * JavaScript and which Node keeps without a limit. Past TLS_OUTPUT_MAX the connection is torn
@@ -677,7 +677,7 @@ function repeat(reply: Buffer, times: number): Buffer {
   return n === 1 ? reply : Buffer.alloc(reply.length * n, reply);
 }
 
-/** How often the listener calls Session.checkOutput(). */
+/** How often the listener calls Session.checkOutput() while at most 1,250 sessions are open (OUTPUT_CHECK_SLICE a tick). */
 export const OUTPUT_CHECK_MS = 500;
 
 /**
