@@ -9,7 +9,7 @@ import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
 import { isPeerGone } from './close-reason.js';
-import { OUTPUT_CHECK_MS, Session, dropWithoutTls, refuse } from './session.js';
+import { Session, dropWithoutTls, refuse } from './session.js';
 
 function matchSni(entries: readonly SniEntry[], servername: string | false | null | undefined): SniEntry | undefined {
   if (!servername) return undefined;
@@ -318,6 +318,8 @@ export class Listener {
   }
 }
 
+/** How often each session's output is looked at (Session.checkOutput) while at most 1,250 are open. */
+const OUTPUT_CHECK_MS = 500;
 /** The output check runs this often, on a slice of the sessions. */
 const OUTPUT_CHECK_TICK_MS = 100;
 /**

@@ -137,7 +137,7 @@ export class Session {
   }
 
   /**
-   * Called about every OUTPUT_CHECK_MS by the listener (less often with thousands of sessions). Replies cannot pile up (a client that does not
+   * Called by the listener about every 500 ms (less often with thousands of sessions). Replies cannot pile up (a client that does not
    * read them pauses the backend), but what TLS writes of its own can: a TLS 1.3 client that sends
    * KeyUpdate requests and reads nothing has OpenSSL queue an answer to each, which never reaches
    * JavaScript and which Node keeps without a limit. Past TLS_OUTPUT_MAX the connection is torn
@@ -676,9 +676,6 @@ function repeat(reply: Buffer, times: number): Buffer {
   const n = Math.min(times, Math.max(1, Math.floor(MADE_UP_REPLIES_MAX_BYTES / reply.length)));
   return n === 1 ? reply : Buffer.alloc(reply.length * n, reply);
 }
-
-/** How often the listener calls Session.checkOutput() while at most 1,250 sessions are open (OUTPUT_CHECK_SLICE a tick). */
-export const OUTPUT_CHECK_MS = 500;
 
 /**
  * Encrypted bytes a client's TLS layer holds for the socket. A reader that keeps up holds a few
