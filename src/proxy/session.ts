@@ -137,16 +137,17 @@ export class Session {
   }
 
   /**
-   * Called by the listener about every 500 ms (less often with thousands of sessions). Replies cannot pile up (a client that does not
-   * read them pauses the backend), but what TLS writes of its own can: a TLS 1.3 client that sends
-   * KeyUpdate requests and reads nothing has OpenSSL queue an answer to each, which never reaches
-   * JavaScript and which Node keeps without a limit. Past TLS_OUTPUT_MAX the connection is torn
-   * down at once: a close_notify could not get through, and waiting lets the queue grow on.
+   * Called by the listener about every 500 ms (less often with thousands of sessions). Replies
+   * cannot pile up (a client that does not read them pauses the backend), but what TLS writes of
+   * its own can: a TLS 1.3 client that sends KeyUpdate requests and reads nothing has OpenSSL queue
+   * an answer to each, which never reaches JavaScript and which Node keeps without a limit. Past
+   * TLS_OWN_OUTPUT_MAX the connection is torn down at once: a close_notify could not get through,
+   * and waiting lets the queue grow on.
    */
   checkOutput(): void {
-    if (this.status === 'closed' || tlsOutputQueued(this.client) <= TLS_OUTPUT_MAX) return;
+    if (this.status === 'closed' || tlsOwnOutput(this.client) <= TLS_OWN_OUTPUT_MAX) return;
     if (this.status !== 'closing') return this.close('output_buffer_limit');
-    this.deps.log.warn({ conn: this.id, reason: this.reason, queued: tlsOutputQueued(this.client) }, 'closing client over the output limit now');
+    this.deps.log.warn({ conn: this.id, reason: this.reason, tls_output: tlsOwnOutput(this.client) }, 'closing client over the output limit now');
     this.finalize(); // closing for another reason, which stays its reason
   }
 
@@ -678,19 +679,23 @@ function repeat(reply: Buffer, times: number): Buffer {
 }
 
 /**
- * Encrypted bytes a client's TLS layer holds for the socket. A reader that keeps up holds a few
- * KiB; one that does not, at most a backend read (64 KiB) past the socket's high-water mark before
- * the backend is paused, or the replies made up in one go (MADE_UP_REPLIES_MAX_BYTES).
+ * What a client's TLS layer may hold of its own output (beyond our writes) for a client that does
+ * not read. A connection holds a few hundred bytes of it at most (session tickets, close_notify,
+ * the answer to an occasional KeyUpdate); a KeyUpdate answer is 22 bytes, so this is thousands of
+ * them left unread.
  */
-export const TLS_OUTPUT_MAX = 4 * 1024 * 1024;
+export const TLS_OWN_OUTPUT_MAX = 64 * 1024;
 
 /**
- * What TLS has encrypted and not yet handed to the kernel. Node's TLS handle reports it as
- * writeQueueSize (what OpenSSL's output holds, its own messages included), not a documented API:
- * read on Node 20 and 26, and the KeyUpdate test fails if it ever reads 0.
+ * What TLS holds for the socket beyond our own writes: its own messages. Node's TLS handle reports
+ * all that OpenSSL's output holds as writeQueueSize (not a documented API: read on Node 20 and 26,
+ * and the KeyUpdate test fails if it ever reads 0); a write of ours stays in writableLength until
+ * the handle has written it all, so the difference is TLS's own (and the records' headers and
+ * tags, 22 to 29 bytes per 16 KiB: at most ~2 KiB for the largest write we make, 1 MiB).
  */
-function tlsOutputQueued(socket: TLSSocket): number {
-  return (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0;
+function tlsOwnOutput(socket: TLSSocket): number {
+  const queued = (socket as unknown as { _handle?: { writeQueueSize?: number } | null })._handle?.writeQueueSize ?? 0;
+  return queued - socket.writableLength;
 }
 
 /**

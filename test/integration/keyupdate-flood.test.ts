@@ -2,9 +2,9 @@
 //  - A client that sends 1,000 of them and reads is served as usual: its PING gets +PONG.
 //  - A client that sends them without end and reads nothing makes OpenSSL queue one KeyUpdate
 //    answer per request, which Node keeps without a limit (1 MB/s and more, for as long as the
-//    client goes on). Once the connection's TLS output passes TLS_OUTPUT_MAX the proxy tears it
-//    down: counted {reason="output_buffer_limit", mode="abrupt"}, logged at warn. The proxy
-//    serves other clients before and after.
+//    client goes on). Once TLS's own output for the connection passes TLS_OWN_OUTPUT_MAX (64 KiB)
+//    the proxy tears it down: counted {reason="output_buffer_limit", mode="abrupt"}, logged at
+//    warn. The proxy serves other clients before and after.
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -55,10 +55,10 @@ describe('TLS 1.3 KeyUpdate requests', { timeout: 180_000 }, () => {
     assert.equal(metricValue(await stack.proxy.metrics(), CLOSES, { reason: 'output_buffer_limit' }), 0);
   });
 
-  test('a client that sends them without end and reads nothing is closed once its TLS output passes the limit', { timeout: 120_000 }, async () => {
+  test('a client that sends them without end and reads nothing is closed once the answers TLS queues pass the limit', { timeout: 120_000 }, async () => {
     assert.equal(await ping(stack.proxy.port), '+PONG\r\n');
     // 3 million answers (~80 MB) is far past what the kernel's buffers and the limit hold
-    // together (~10 MB); without the limit the proxy holds them all, the client is never closed.
+    // together (a few MB); without the limit the proxy holds them all, the client is never closed.
     const r = await keyUpdates(stack.proxy.port, ['--count', '3000000', '--rcvbuf', '4096'], 75_000);
     assert.equal(r.handshake, true, JSON.stringify(r));
     assert.equal(r.closed, true, `not closed: ${JSON.stringify(r)}\n${logTail(stack.proxy)}`);
