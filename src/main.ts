@@ -90,9 +90,13 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
   if (takeEarlySighup()) reloader.reload('SIGHUP'); // it came while we started: the file may be newer
 
   const shutdown = async (signal: string, onDrain: () => void): Promise<void> => {
+    // Closes get 4 × close.drain_timeout_ms (the longest one takes without progress: the
+    // backend's replies, the client reading our close, the kernel looks, the drain), then are
+    // cut; after a second signal, one close.drain_timeout_ms.
+    const drainMs = state.current.close.drain_timeout_ms;
     if (state.draining) {
       log.warn({ signal }, 'second signal: closing every connection now');
-      await listener.closeAll();
+      await listener.closeAll(drainMs);
       return;
     }
     state.draining = true;
@@ -103,7 +107,7 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
     const grace = state.current.shutdown.grace_ms;
     log.info({ signal, active: listener.activeSessions, grace_ms: grace }, 'shutting down: not accepting, letting clients finish');
     await listener.idle(grace);
-    await listener.closeAll();
+    await listener.closeAll(4 * drainMs);
     log.info('shutdown complete');
   };
   return { listener, address, state, shutdown };

@@ -177,18 +177,38 @@ export class Listener {
     });
   }
 
-  /** Close every open connection in order; resolves when all are closed. */
-  closeAll(): Promise<void> {
+  /**
+   * Close every open connection in order; resolves when all are closed. A close still under way
+   * `withinMs` from now is cut then (Session.cut): each wait of a close restarts with progress, so
+   * a client that reads slowly but steadily, or replies that keep coming, would hold the shutdown
+   * for as long as they last. Called again (a second signal), it can bring that time closer.
+   */
+  closeAll(withinMs: number): Promise<void> {
     this.closingAll = true;
     // Still waiting for a handshake place: no TLS yet, nothing to close in order.
     for (const raw of this.waiting.splice(0).slice(this.waitingHead)) dropWithoutTls(raw);
     this.waitingHead = 0;
     if (this.sessions.size === 0) return Promise.resolve();
+    const cutAt = performance.now() + withinMs;
+    if (this.cut === null || cutAt < this.cut.at) {
+      if (this.cut !== null) clearTimeout(this.cut.timer);
+      this.cut = { at: cutAt, timer: setTimeout(() => this.cutAll(withinMs), withinMs) };
+    }
     return new Promise((resolve) => {
       this.whenEmpty.push(resolve);
       for (const s of this.sessions) s.close('shutdown');
     });
   }
+
+  /** closeAll's time is up: what is still closing is torn down. */
+  private cutAll(withinMs: number): void {
+    this.cut = null;
+    this.log.warn({ closing: this.sessions.size, within_ms: withinMs }, 'shutdown: cutting the closes still under way');
+    for (const s of this.sessions) s.cut();
+  }
+
+  /** When closeAll cuts what is left, while connections are open. */
+  private cut: { at: number; timer: NodeJS.Timeout } | null = null;
 
   private whenEmpty: (() => void)[] = [];
   /** Set by closeAll(): a handshake that completes after it is closed at once (reason shutdown). */
@@ -303,6 +323,8 @@ export class Listener {
           clearInterval(this.outputCheck ?? undefined);
           this.outputCheck = null;
           this.outputCursor = null;
+          if (this.cut !== null) clearTimeout(this.cut.timer);
+          this.cut = null;
           for (const f of this.whenEmpty.splice(0)) f();
         }
       },

@@ -151,6 +151,16 @@ export class Session {
     this.finalize(); // closing for another reason, which stays its reason
   }
 
+  /**
+   * The shutdown's time for closing is up: tear the connection down now, whatever its close was
+   * waiting for (counted abrupt unless its close_notify was already out).
+   */
+  cut(): void {
+    if (this.status === 'closed') return;
+    if (this.status !== 'closing') this.close('shutdown');
+    this.finalize();
+  }
+
   /** Served (start()), not turned away. */
   get isServed(): boolean {
     return this.served;

@@ -1,6 +1,9 @@
 // SIGTERM: /readyz answers 503 at once, new connections are refused, connected clients are
 // served for shutdown.grace_ms and then closed in order (close_notify), the process exits 0.
 // A second signal closes every client at once, still with close_notify.
+// A close that keeps making progress (a client reading slowly but steadily) is cut
+// 4 × close.drain_timeout_ms after the grace, or close.drain_timeout_ms after a second signal:
+// it does not hold the shutdown until the supervisor's SIGKILL.
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
@@ -154,5 +157,62 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     assert.deepEqual(closes.map((c) => `${c.reason}/${c.mode}`), ['shutdown/graceful', 'shutdown/graceful'], logTail(proxy));
     assert.ok(proxy.logs().some((l) => l.msg === 'second signal: closing every connection now'), logTail(proxy));
     t.diagnostic(`second SIGTERM ${secondAt - signalAt} ms after the first; both clients close_notify; exit 0 ${exitMs} ms after it`);
+  });
+
+  // 60 replies of 1 MB read at 1 MB/s: the close would take a minute, every wait restarting with
+  // progress (the backend's replies come as the client reads).
+  const SLOW = { value: 1_000_000, gets: 60, readRate: 1_000_000 };
+  const slowReader = async (t: { after(fn: () => unknown): void }, config: Record<string, unknown>) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    await redis.cli('SETRANGE', 'big', String(SLOW.value - 1), 'v'); // zeros, then 'v': 1 MB
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, ...config });
+    t.after(() => proxy.stop('SIGKILL'));
+    const payload = Buffer.concat(Array.from({ length: SLOW.gets }, () => encodeCommand(['GET', 'big'])));
+    const client = strictClient({ port: proxy.port, payload, caFile: proxy.certs.caFile, readRate: SLOW.readRate, rcvbuf: 64 * 1024, readTimeoutMs: 30_000, deadlineMs: 90_000 });
+    await activeConnections(proxy, 1);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // replies flowing
+    return { proxy, client };
+  };
+  const cutClose = (proxy: Proxy) => {
+    const closes = closeRecords(proxy.logs());
+    assert.deepEqual(closes.map((c) => `${c.reason}/${c.mode}`), ['shutdown/abrupt'], logTail(proxy));
+    assert.ok(proxy.logs().some((l) => l.msg === 'shutdown: cutting the closes still under way'), logTail(proxy));
+  };
+
+  test('a client reading slowly but steadily is cut 4 × close.drain_timeout_ms after the grace: exit 0 in time', { timeout: 60_000 }, async (t) => {
+    const GRACE_MS = 300;
+    const DRAIN_MS = 1000;
+    const { proxy, client } = await slowReader(t, { shutdown: { grace_ms: GRACE_MS }, close: { drain_timeout_ms: DRAIN_MS } });
+    const signalAt = Date.now();
+    process.kill(proxy.pid, 'SIGTERM');
+    const exit = await proxy.exited;
+    const exitMs = Date.now() - signalAt;
+    await outputDone(proxy);
+    const r = await client;
+    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    assert.ok(exitMs < GRACE_MS + 4 * DRAIN_MS + 2_000, `exit ${exitMs} ms after SIGTERM\n${logTail(proxy)}`);
+    assert.ok(exitMs >= GRACE_MS + 4 * DRAIN_MS - 200, `exit ${exitMs} ms after SIGTERM: cut before its time\n${logTail(proxy)}`);
+    assert.ok(r.reply.length < SLOW.gets * SLOW.value, `the client read everything: the test did not test it\n${showResult(r)}`);
+    cutClose(proxy);
+    t.diagnostic(`exit 0 ${exitMs} ms after SIGTERM; the client had read ${r.reply.length} bytes`);
+  });
+
+  test('after a second SIGTERM a close still under way is cut close.drain_timeout_ms later', { timeout: 60_000 }, async (t) => {
+    const DRAIN_MS = 1000;
+    const { proxy, client } = await slowReader(t, { shutdown: { grace_ms: 20_000 }, close: { drain_timeout_ms: DRAIN_MS } });
+    process.kill(proxy.pid, 'SIGTERM');
+    await waitFor('readyz 503', async () => (await readyz(proxy)) === 503, 3_000, 20);
+    const secondAt = Date.now();
+    process.kill(proxy.pid, 'SIGTERM');
+    const exit = await proxy.exited;
+    const exitMs = Date.now() - secondAt;
+    await outputDone(proxy);
+    const r = await client;
+    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    assert.ok(exitMs < DRAIN_MS + 2_000, `exit ${exitMs} ms after the second SIGTERM\n${logTail(proxy)}`);
+    assert.ok(r.reply.length < SLOW.gets * SLOW.value, `the client read everything: the test did not test it\n${showResult(r)}`);
+    cutClose(proxy);
+    t.diagnostic(`exit 0 ${exitMs} ms after the second SIGTERM; the client had read ${r.reply.length} bytes`);
   });
 });
