@@ -174,45 +174,46 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     await new Promise((resolve) => setTimeout(resolve, 500)); // replies flowing
     return { proxy, client };
   };
-  const cutClose = (proxy: Proxy) => {
+  /**
+   * Runs `stop` (its signals), then checks the outcome: exit 0, the slow reader cut short, its
+   * close counted shutdown/abrupt and logged. Resolves the ms from the end of `stop` to the exit.
+   */
+  const stopAndCut = async (proxy: Proxy, client: ReturnType<typeof strictClient>, stop: () => Promise<void>): Promise<{ exitMs: number; read: number }> => {
+    await stop();
+    const from = Date.now();
+    const exit = await proxy.exited;
+    const exitMs = Date.now() - from;
+    await outputDone(proxy);
+    const r = await client;
+    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    assert.ok(r.reply.length < SLOW.gets * SLOW.value, `the client read everything: the test did not test it\n${showResult(r)}`);
     const closes = closeRecords(proxy.logs());
     assert.deepEqual(closes.map((c) => `${c.reason}/${c.mode}`), ['shutdown/abrupt'], logTail(proxy));
     assert.ok(proxy.logs().some((l) => l.msg === 'shutdown: cutting the closes still under way'), logTail(proxy));
+    return { exitMs, read: r.reply.length };
   };
 
   test('a client reading slowly but steadily is cut 4 × close.drain_timeout_ms after the grace: exit 0 in time', { timeout: 60_000 }, async (t) => {
     const GRACE_MS = 300;
     const DRAIN_MS = 1000;
     const { proxy, client } = await slowReader(t, { shutdown: { grace_ms: GRACE_MS }, close: { drain_timeout_ms: DRAIN_MS } });
-    const signalAt = Date.now();
-    process.kill(proxy.pid, 'SIGTERM');
-    const exit = await proxy.exited;
-    const exitMs = Date.now() - signalAt;
-    await outputDone(proxy);
-    const r = await client;
-    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    const { exitMs, read } = await stopAndCut(proxy, client, async () => {
+      process.kill(proxy.pid, 'SIGTERM');
+    });
     assert.ok(exitMs < GRACE_MS + 4 * DRAIN_MS + 2_000, `exit ${exitMs} ms after SIGTERM\n${logTail(proxy)}`);
     assert.ok(exitMs >= GRACE_MS + 4 * DRAIN_MS - 200, `exit ${exitMs} ms after SIGTERM: cut before its time\n${logTail(proxy)}`);
-    assert.ok(r.reply.length < SLOW.gets * SLOW.value, `the client read everything: the test did not test it\n${showResult(r)}`);
-    cutClose(proxy);
-    t.diagnostic(`exit 0 ${exitMs} ms after SIGTERM; the client had read ${r.reply.length} bytes`);
+    t.diagnostic(`exit 0 ${exitMs} ms after SIGTERM; the client had read ${read} bytes`);
   });
 
   test('after a second SIGTERM a close still under way is cut close.drain_timeout_ms later', { timeout: 60_000 }, async (t) => {
     const DRAIN_MS = 1000;
     const { proxy, client } = await slowReader(t, { shutdown: { grace_ms: 20_000 }, close: { drain_timeout_ms: DRAIN_MS } });
-    process.kill(proxy.pid, 'SIGTERM');
-    await waitFor('readyz 503', async () => (await readyz(proxy)) === 503, 3_000, 20);
-    const secondAt = Date.now();
-    process.kill(proxy.pid, 'SIGTERM');
-    const exit = await proxy.exited;
-    const exitMs = Date.now() - secondAt;
-    await outputDone(proxy);
-    const r = await client;
-    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    const { exitMs, read } = await stopAndCut(proxy, client, async () => {
+      process.kill(proxy.pid, 'SIGTERM');
+      await waitFor('readyz 503', async () => (await readyz(proxy)) === 503, 3_000, 20);
+      process.kill(proxy.pid, 'SIGTERM');
+    });
     assert.ok(exitMs < DRAIN_MS + 2_000, `exit ${exitMs} ms after the second SIGTERM\n${logTail(proxy)}`);
-    assert.ok(r.reply.length < SLOW.gets * SLOW.value, `the client read everything: the test did not test it\n${showResult(r)}`);
-    cutClose(proxy);
-    t.diagnostic(`exit 0 ${exitMs} ms after the second SIGTERM; the client had read ${r.reply.length} bytes`);
+    t.diagnostic(`exit 0 ${exitMs} ms after the second SIGTERM; the client had read ${read} bytes`);
   });
 });
