@@ -79,12 +79,12 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     });
     await activeConnections(proxy, 1);
 
-    const signalAt = Date.now();
+    const signalAt = performance.now();
     process.kill(proxy.pid, 'SIGTERM');
-    const exitedAt = proxy.exited.then((e) => ({ ...e, at: Date.now() }));
+    const exitedAt = proxy.exited.then((e) => ({ ...e, at: performance.now() }));
 
     await waitFor('readyz 503', async () => (await readyz(proxy)) === 503, 3_000, 20);
-    const readyz503Ms = Date.now() - signalAt;
+    const readyz503Ms = Math.round(performance.now() - signalAt);
     const m = await proxy.metrics();
     assert.equal(metricValue(m, 'resp_tls_proxy_draining'), 1, 'draining gauge');
     assert.equal(metricValue(m, 'resp_tls_proxy_connections_active'), 1, 'the client is still connected');
@@ -97,7 +97,7 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     assert.equal(reloads(await proxy.metrics()), reloads(m), logTail(proxy));
 
     const r = await client;
-    const closedMs = Date.now() - signalAt;
+    const closedMs = Math.round(performance.now() - signalAt);
     const why = `${showResult(r)}\n${logTail(proxy)}`;
     assert.equal(r.reply.toString('latin1'), '+PONG\r\n', why);
     assert.equal(r.close, 'close_notify', why);
@@ -109,7 +109,7 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     const exit = await exitedAt;
     await outputDone(proxy);
     assert.deepEqual({ code: exit.code, signal: exit.signal }, { code: 0, signal: null }, logTail(proxy));
-    const exitMs = exit.at - signalAt;
+    const exitMs = Math.round(exit.at - signalAt);
     assert.ok(exitMs < GRACE_MS + 3_000, `exit ${exitMs} ms after SIGTERM`);
 
     const closes = closeRecords(proxy.logs());
@@ -133,18 +133,18 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     const served = strictClient({ port: proxy.port, payload: encodeCommand(['SET', 'k', 'v']), caFile: proxy.certs.caFile, readTimeoutMs: 30_000 });
     await activeConnections(proxy, 2);
 
-    const signalAt = Date.now();
+    const signalAt = performance.now();
     process.kill(proxy.pid, 'SIGTERM');
     await waitFor('readyz 503', async () => (await readyz(proxy)) === 503, 3_000, 20);
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_active'), 2, 'both clients wait out the grace period');
-    const secondAt = Date.now();
+    const secondAt = performance.now();
     process.kill(proxy.pid, 'SIGTERM');
 
     const [a, b] = await Promise.all([idle, served]);
     const exit = await proxy.exited;
     await outputDone(proxy);
-    const exitMs = Date.now() - secondAt;
+    const exitMs = Math.round(performance.now() - secondAt);
     for (const [r, reply] of [[a, ''], [b, '+OK\r\n']] as const) {
       const why = `${showResult(r)}\n${logTail(proxy)}`;
       assert.equal(r.reply.toString('latin1'), reply, why);
@@ -156,7 +156,7 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     const closes = closeRecords(proxy.logs());
     assert.deepEqual(closes.map((c) => `${c.reason}/${c.mode}`), ['shutdown/graceful', 'shutdown/graceful'], logTail(proxy));
     assert.ok(proxy.logs().some((l) => l.msg === 'second signal: closing every connection now'), logTail(proxy));
-    t.diagnostic(`second SIGTERM ${secondAt - signalAt} ms after the first; both clients close_notify; exit 0 ${exitMs} ms after it`);
+    t.diagnostic(`second SIGTERM ${Math.round(secondAt - signalAt)} ms after the first; both clients close_notify; exit 0 ${exitMs} ms after it`);
   });
 
   // 60 replies of 1 MB read at 1 MB/s: the close would take a minute, every wait restarting with
@@ -180,9 +180,9 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
    */
   const stopAndCut = async (proxy: Proxy, client: ReturnType<typeof strictClient>, stop: () => Promise<void>): Promise<{ exitMs: number; read: number }> => {
     await stop();
-    const from = Date.now();
+    const from = performance.now();
     const exit = await proxy.exited;
-    const exitMs = Date.now() - from;
+    const exitMs = Math.round(performance.now() - from);
     await outputDone(proxy);
     const r = await client;
     assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
