@@ -691,8 +691,8 @@ function repeat(reply: Buffer, times: number): Buffer {
 /**
  * What a client's TLS layer may hold of its own output (beyond our writes) for a client that does
  * not read. A connection holds a few hundred bytes of it at most (session tickets, close_notify,
- * the answer to an occasional KeyUpdate); a KeyUpdate answer is 22 bytes, so this is thousands of
- * them left unread.
+ * the answer to an occasional KeyUpdate); a KeyUpdate answer is a 27-byte record, so this is
+ * some 2,400 of them left unread.
  */
 export const TLS_OWN_OUTPUT_MAX = 64 * 1024;
 
