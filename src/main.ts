@@ -90,9 +90,9 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
   if (takeEarlySighup()) reloader.reload('SIGHUP'); // it came while we started: the file may be newer
 
   const shutdown = async (signal: string, onDrain: () => void): Promise<void> => {
-    // Closes get 4 × close.drain_timeout_ms (the longest one takes without progress: the
-    // backend's replies, the client reading our close, the kernel looks, the drain), then are
-    // cut; after a second signal, one close.drain_timeout_ms.
+    // Closes get 4 × close.drain_timeout_ms (about the longest one takes without progress: the
+    // backend's replies, the client reading our close, the drain, and up to three looks at the
+    // kernel of up to 1 s each), then are cut; after a second signal, one close.drain_timeout_ms.
     const drainMs = state.current.close.drain_timeout_ms;
     if (state.draining) {
       log.warn({ signal }, 'second signal: closing every connection now');

@@ -165,7 +165,7 @@ export const configSchema = z
 
     close: z
       .strictObject({
-        drain_timeout_ms: durationMs().default(5000).describe('How long to keep draining a closing client.'),
+        drain_timeout_ms: durationMs().default(5000).describe('How long to keep draining a closing client, and how long each wait of a close goes on without progress; at shutdown, closes still under way 4 × this after the grace are cut.'),
         drain_max_bytes: positiveInt().default(67108864).describe('Stop draining after discarding this many bytes.'),
       })
       .prefault({})

@@ -58,6 +58,7 @@ export class Listener {
   private outputCheck: NodeJS.Timeout | null = null;
   /** The next sessions to look at (a Set's iterator skips those closed and reaches those added). */
   private outputCursor: Iterator<Session> | null = null;
+  private outputCheckedAt = 0;
 
   constructor(
     config: Config,
@@ -189,10 +190,11 @@ export class Listener {
     for (const raw of this.waiting.splice(0).slice(this.waitingHead)) dropWithoutTls(raw);
     this.waitingHead = 0;
     if (this.sessions.size === 0) return Promise.resolve();
-    const cutAt = performance.now() + withinMs;
+    const ms = Math.min(withinMs, MAX_TIMER_MS); // a longer one would fire after 1 ms
+    const cutAt = performance.now() + ms;
     if (this.cut === null || cutAt < this.cut.at) {
       if (this.cut !== null) clearTimeout(this.cut.timer);
-      this.cut = { at: cutAt, timer: setTimeout(() => this.cutAll(withinMs), withinMs) };
+      this.cut = { at: cutAt, timer: setTimeout(() => this.cutAll(ms), ms) };
     }
     return new Promise((resolve) => {
       this.whenEmpty.push(resolve);
@@ -214,9 +216,16 @@ export class Listener {
   /** Set by closeAll(): a handshake that completes after it is closed at once (reason shutdown). */
   private closingAll = false;
 
-  /** Every session about every OUTPUT_CHECK_MS, at most OUTPUT_CHECK_SLICE a tick. */
+  /**
+   * Every session about every OUTPUT_CHECK_MS, at most OUTPUT_CHECK_SLICE per OUTPUT_CHECK_TICK_MS.
+   * Counted from the time since the last tick, not the ticks: a busy event loop (a KeyUpdate flood
+   * is handled inside socket reads) runs timers late, and each tick then covers more sessions.
+   */
   private checkOutputs(): void {
-    let n = Math.min(OUTPUT_CHECK_SLICE, Math.ceil((this.sessions.size * OUTPUT_CHECK_TICK_MS) / OUTPUT_CHECK_MS));
+    const now = performance.now();
+    const elapsed = Math.max(OUTPUT_CHECK_TICK_MS, now - this.outputCheckedAt);
+    this.outputCheckedAt = now;
+    let n = Math.ceil(Math.min(this.sessions.size, (this.sessions.size * elapsed) / OUTPUT_CHECK_MS, (OUTPUT_CHECK_SLICE * elapsed) / OUTPUT_CHECK_TICK_MS));
     while (n-- > 0) {
       let next = this.outputCursor?.next();
       if (next === undefined || next.done === true) {
@@ -330,7 +339,10 @@ export class Listener {
       },
     });
     this.sessions.add(session);
-    this.outputCheck ??= setInterval(() => this.checkOutputs(), OUTPUT_CHECK_TICK_MS).unref();
+    if (this.outputCheck === null) {
+      this.outputCheckedAt = performance.now();
+      this.outputCheck = setInterval(() => this.checkOutputs(), OUTPUT_CHECK_TICK_MS).unref();
+    }
     if (this.closingAll) session.turnAway('shutdown');
     else if (this.served >= clientsPerProcess(this.config, this.place)) session.turnAway('max_clients');
     else {
@@ -340,14 +352,16 @@ export class Listener {
   }
 }
 
+/** The longest delay a Node timer holds. */
+const MAX_TIMER_MS = 2147483647;
 /** How often each session's output is looked at (Session.checkOutput) while at most 1,250 are open. */
 const OUTPUT_CHECK_MS = 500;
 /** The output check runs this often, on a slice of the sessions. */
 const OUTPUT_CHECK_TICK_MS = 100;
 /**
- * Sessions looked at per tick at most. Reading a TLS handle's queue costs ~2 µs (10,000 sessions
- * at once held the event loop ~20 ms): with many sessions open each is looked at less often
- * instead (10,000: every 4 s), at ~0.5 % of a core.
+ * Sessions looked at per OUTPUT_CHECK_TICK_MS at most. Reading a TLS handle's queue costs ~2 µs
+ * (10,000 sessions at once held the event loop ~20 ms): with many sessions open each is looked at
+ * less often instead (10,000: every 4 s), at ~0.5 % of a core.
  */
 const OUTPUT_CHECK_SLICE = 250;
 

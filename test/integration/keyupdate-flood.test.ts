@@ -1,5 +1,7 @@
 // TLS 1.3 KeyUpdate requests, from a client driving libssl itself (test/helpers/keyupdate_flood.py).
 //  - A client that sends 1,000 of them and reads is served as usual: its PING gets +PONG.
+//  - A client reading 1 MB replies at 2 MB/s is not taken for a flood: what waits for it in TLS
+//    is our writes, not TLS's own output.
 //  - A client that sends them without end and reads nothing makes OpenSSL queue one KeyUpdate
 //    answer per request, which Node keeps without a limit (1 MB/s and more, for as long as the
 //    client goes on). Once TLS's own output for the connection passes TLS_OWN_OUTPUT_MAX (64 KiB)
@@ -12,7 +14,7 @@ import { repoRoot, run } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { closeRecords, metricValue, waitForMetric } from '../helpers/proxy.js';
 import { encodeCommand } from '../helpers/resp.js';
-import { PYTHON } from '../helpers/strict-client.js';
+import { PYTHON, describe as showResult, strictClient } from '../helpers/strict-client.js';
 import { tlsRequest, untilText } from '../helpers/tls-request.js';
 
 const CLOSES = 'resp_tls_proxy_client_closes_total';
@@ -52,7 +54,22 @@ describe('TLS 1.3 KeyUpdate requests', { timeout: 180_000 }, () => {
     assert.equal(r.sent, 1000, JSON.stringify(r));
     assert.equal(r.closed, false, JSON.stringify(r));
     assert.equal(Buffer.from(r.reply ?? '', 'base64').toString('latin1'), '+PONG\r\n');
-    assert.equal(metricValue(await stack.proxy.metrics(), CLOSES, { reason: 'output_buffer_limit' }), 0);
+    const text = await stack.proxy.metrics();
+    for (const mode of ['graceful', 'abrupt']) assert.equal(metricValue(text, CLOSES, { reason: 'output_buffer_limit', mode }), 0, mode);
+  });
+
+  test('a client reading 1 MB replies slowly is not taken for one (its replies are not TLS\'s own output)', { timeout: 60_000 }, async () => {
+    // 8 MB at 2 MB/s: replies wait in the proxy's TLS layer, written but not yet taken by the
+    // kernel, for seconds, and the check looks at them every 500 ms.
+    await stack.redis.cli('SETRANGE', 'ku:big', String(1_000_000 - 1), 'v');
+    const payload = Buffer.concat(Array.from({ length: 8 }, () => encodeCommand(['GET', 'ku:big'])));
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readRate: 2_000_000, rcvbuf: 64 * 1024, readTimeoutMs: 20_000, afterWrite: 'close_notify' });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.length, 8 * (`$1000000\r\n`.length + 1_000_000 + 2), why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.ok(r.elapsedMs > 2_000, `read in ${r.elapsedMs} ms: too fast to have been looked at\n${why}`);
+    const text = await stack.proxy.metrics();
+    for (const mode of ['graceful', 'abrupt']) assert.equal(metricValue(text, CLOSES, { reason: 'output_buffer_limit', mode }), 0, mode);
   });
 
   test('a client that sends them without end and reads nothing is closed once the answers TLS queues pass the limit', { timeout: 120_000 }, async () => {

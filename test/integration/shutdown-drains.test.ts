@@ -216,4 +216,23 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     assert.ok(exitMs < DRAIN_MS + 2_000, `exit ${exitMs} ms after the second SIGTERM\n${logTail(proxy)}`);
     t.diagnostic(`exit 0 ${exitMs} ms after the second SIGTERM; the client had read ${read} bytes`);
   });
+
+  test('a close.drain_timeout_ms whose 4 × is past what a timer holds does not cut at once', { timeout: 30_000 }, async (t) => {
+    // 4 × 700,000,000 ms does not fit a Node timer, which then fires after 1 ms.
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, shutdown: { grace_ms: 200 }, close: { drain_timeout_ms: 700_000_000 } });
+    t.after(() => proxy.stop('SIGKILL'));
+    const client = strictClient({ port: proxy.port, payload: encodeCommand(['PING']), caFile: proxy.certs.caFile, readTimeoutMs: 15_000 });
+    await activeConnections(proxy, 1);
+    process.kill(proxy.pid, 'SIGTERM');
+    const r = await client;
+    const exit = await proxy.exited;
+    await outputDone(proxy);
+    assert.equal(r.reply.toString('latin1'), '+PONG\r\n', showResult(r));
+    assert.equal(r.close, 'close_notify', `${showResult(r)}\n${logTail(proxy)}`);
+    assert.deepEqual(exit, { code: 0, signal: null }, logTail(proxy));
+    assert.deepEqual(closeRecords(proxy.logs()).map((c) => `${c.reason}/${c.mode}`), ['shutdown/graceful'], logTail(proxy));
+    assert.ok(!proxy.logs().some((l) => l.msg === 'shutdown: cutting the closes still under way'), logTail(proxy));
+  });
 });
