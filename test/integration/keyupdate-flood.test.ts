@@ -88,6 +88,7 @@ describe('TLS 1.3 KeyUpdate requests', { timeout: 180_000 }, () => {
     assert.ok(rec, logTail(stack.proxy));
     assert.equal(rec.mode, 'abrupt');
     assert.equal(rec.level, 40); // warn
+    assert.ok(typeof rec.tls_output === 'number' && rec.tls_output > 64 * 1024, `tls_output ${String(rec.tls_output)}`);
 
     assert.equal(await ping(stack.proxy.port), '+PONG\r\n');
   });
