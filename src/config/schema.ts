@@ -17,7 +17,7 @@ const SERVERNAME = /^(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[
 const MAX_WORKERS = 1024;
 
 // Node's timers hold at most 2^31 - 1 ms; a longer delay fires after 1 ms instead.
-const MAX_MS = 2147483647;
+export const MAX_MS = 2147483647;
 
 /** An integer from min to max (no upper bound when max is null), one message for every problem. */
 const intIn = (min: number, max: number | null, error: string) => {

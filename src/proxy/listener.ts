@@ -4,7 +4,7 @@
 
 import net, { type AddressInfo, type Socket } from 'node:net';
 import tls from 'node:tls';
-import { clientsPerProcess, type Config, type WorkerPlace } from '../config/schema.js';
+import { MAX_MS, clientsPerProcess, type Config, type WorkerPlace } from '../config/schema.js';
 import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
@@ -190,7 +190,7 @@ export class Listener {
     for (const raw of this.waiting.splice(0).slice(this.waitingHead)) dropWithoutTls(raw);
     this.waitingHead = 0;
     if (this.sessions.size === 0) return Promise.resolve();
-    const ms = Math.min(withinMs, MAX_TIMER_MS); // a longer one would fire after 1 ms
+    const ms = Math.min(withinMs, MAX_MS); // a longer one would fire after 1 ms
     const cutAt = performance.now() + ms;
     if (this.cut === null || cutAt < this.cut.at) {
       if (this.cut !== null) clearTimeout(this.cut.timer);
@@ -352,8 +352,6 @@ export class Listener {
   }
 }
 
-/** The longest delay a Node timer holds. */
-const MAX_TIMER_MS = 2147483647;
 /** How often each session's output is looked at (Session.checkOutput) while at most 1,250 are open. */
 const OUTPUT_CHECK_MS = 500;
 /** The output check runs this often, on a slice of the sessions. */

@@ -150,8 +150,7 @@ export class Session {
     const own = tlsOwnOutput(this.client);
     if (own <= TLS_OWN_OUTPUT_MAX) return;
     this.tlsOutput = own; // in the close record
-    if (this.status !== 'closing') return this.close('output_buffer_limit');
-    this.finalize(); // closing for another reason, which stays its reason
+    this.closeNow('output_buffer_limit');
   }
 
   /**
@@ -159,9 +158,7 @@ export class Session {
    * waiting for (counted abrupt unless its close_notify was already out).
    */
   cut(): void {
-    if (this.status === 'closed') return;
-    if (this.status !== 'closing') this.close('shutdown');
-    this.finalize();
+    this.closeNow('shutdown');
   }
 
   /** Served (start()), not turned away. */
@@ -214,6 +211,13 @@ export class Session {
   }
 
   // ---- the one close path -------------------------------------------------------------------
+
+  /** Tear the connection down now, for `reason` unless it is closing already (its reason stays). */
+  private closeNow(reason: CloseReason): void {
+    if (this.status === 'closed') return;
+    if (this.status !== 'closing') this.close(reason);
+    this.finalize();
+  }
 
   /** End this connection in order. Idempotent: the first reason wins. */
   close(reason: CloseReason, reply: Buffer | null = null): void {
