@@ -11,6 +11,7 @@ export const CLOSE_REASONS = [
   'max_clients',
   'shutdown',
   'output_buffer_limit',
+  'tls_flood',
 ] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
 

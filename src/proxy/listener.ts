@@ -54,11 +54,11 @@ export class Listener {
   private waiting: Timed[] = [];
   private waitingHead = 0;
   private expiry: NodeJS.Timeout | null = null;
-  /** While sessions are open: each looks at what its TLS layer holds for the client, a slice a tick. */
-  private outputCheck: NodeJS.Timeout | null = null;
+  /** While sessions are open: each looks at what its TLS layer does for the client (Session.checkTls), a slice a tick. */
+  private tlsCheck: NodeJS.Timeout | null = null;
   /** The next sessions to look at (a Set's iterator skips those closed and reaches those added). */
-  private outputCursor: Iterator<Session> | null = null;
-  private outputCheckedAt = 0;
+  private tlsCursor: Iterator<Session> | null = null;
+  private tlsCheckedAt = 0;
 
   constructor(
     config: Config,
@@ -217,23 +217,23 @@ export class Listener {
   private closingAll = false;
 
   /**
-   * Every session about every OUTPUT_CHECK_MS, at most OUTPUT_CHECK_SLICE per OUTPUT_CHECK_TICK_MS.
+   * Every session about every TLS_CHECK_MS, at most TLS_CHECK_SLICE per TLS_CHECK_TICK_MS.
    * Counted from the time since the last tick, not the ticks: a busy event loop (a KeyUpdate flood
    * is handled inside socket reads) runs timers late, and each tick then covers more sessions.
    */
-  private checkOutputs(): void {
+  private checkTls(): void {
     const now = performance.now();
-    const elapsed = Math.max(OUTPUT_CHECK_TICK_MS, now - this.outputCheckedAt);
-    this.outputCheckedAt = now;
-    let n = Math.ceil(Math.min(this.sessions.size, (this.sessions.size * elapsed) / OUTPUT_CHECK_MS, (OUTPUT_CHECK_SLICE * elapsed) / OUTPUT_CHECK_TICK_MS));
+    const elapsed = Math.max(TLS_CHECK_TICK_MS, now - this.tlsCheckedAt);
+    this.tlsCheckedAt = now;
+    let n = Math.ceil(Math.min(this.sessions.size, (this.sessions.size * elapsed) / TLS_CHECK_MS, (TLS_CHECK_SLICE * elapsed) / TLS_CHECK_TICK_MS));
     while (n-- > 0) {
-      let next = this.outputCursor?.next();
+      let next = this.tlsCursor?.next();
       if (next === undefined || next.done === true) {
-        this.outputCursor = this.sessions.values();
-        next = this.outputCursor.next();
+        this.tlsCursor = this.sessions.values();
+        next = this.tlsCursor.next();
         if (next.done === true) return;
       }
-      next.value.checkOutput();
+      next.value.checkTls();
     }
   }
 
@@ -329,9 +329,9 @@ export class Listener {
         this.sessions.delete(s);
         m.connectionsActive.dec();
         if (this.sessions.size === 0) {
-          clearInterval(this.outputCheck ?? undefined);
-          this.outputCheck = null;
-          this.outputCursor = null;
+          clearInterval(this.tlsCheck ?? undefined);
+          this.tlsCheck = null;
+          this.tlsCursor = null;
           if (this.cut !== null) clearTimeout(this.cut.timer);
           this.cut = null;
           for (const f of this.whenEmpty.splice(0)) f();
@@ -339,9 +339,9 @@ export class Listener {
       },
     });
     this.sessions.add(session);
-    if (this.outputCheck === null) {
-      this.outputCheckedAt = performance.now();
-      this.outputCheck = setInterval(() => this.checkOutputs(), OUTPUT_CHECK_TICK_MS).unref();
+    if (this.tlsCheck === null) {
+      this.tlsCheckedAt = performance.now();
+      this.tlsCheck = setInterval(() => this.checkTls(), TLS_CHECK_TICK_MS).unref();
     }
     if (this.closingAll) session.turnAway('shutdown');
     else if (this.served >= clientsPerProcess(this.config, this.place)) session.turnAway('max_clients');
@@ -352,16 +352,16 @@ export class Listener {
   }
 }
 
-/** How often each session's output is looked at (Session.checkOutput) while at most 1,250 are open. */
-const OUTPUT_CHECK_MS = 500;
-/** The output check runs this often, on a slice of the sessions. */
-const OUTPUT_CHECK_TICK_MS = 100;
+/** How often each session's TLS is looked at (Session.checkTls) while at most 250 are open. */
+const TLS_CHECK_MS = 100;
+/** The TLS check runs this often, on a slice of the sessions. */
+const TLS_CHECK_TICK_MS = 100;
 /**
- * Sessions looked at per OUTPUT_CHECK_TICK_MS at most. Reading a TLS handle's queue costs ~2 µs
+ * Sessions looked at per TLS_CHECK_TICK_MS at most. Looking at one costs ~2 µs
  * (10,000 sessions at once held the event loop ~20 ms): with many sessions open each is looked at
- * less often instead (10,000: every 4 s), at ~0.5 % of a core.
+ * less often instead (1,250: every 500 ms; 10,000: every 4 s), at ~0.5 % of a core.
  */
-const OUTPUT_CHECK_SLICE = 250;
+const TLS_CHECK_SLICE = 250;
 
 function handshakeFailureReason(err: NodeJS.ErrnoException): HandshakeFailureReason {
   const code = err.code ?? '';

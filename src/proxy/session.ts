@@ -114,6 +114,13 @@ export class Session {
   private bytesOut = 0;
   private clientError: string | null = null; // first client socket error, logged with an abrupt close
   private tlsOutput = 0; // TLS's own output when it passed TLS_OWN_OUTPUT_MAX, logged with the close
+  /** The TCP socket under the client's TLS: its bytesRead counts what came in encrypted. */
+  private readonly raw: Socket | undefined;
+  /** Encrypted and clear bytes in when the current overhead window began (the handshake's end at first). */
+  private encryptedSeen: number;
+  private clearSeen: number;
+  private overheadFrom = performance.now();
+  private tlsOverhead: { bytes: number; data: number } | null = null; // when it passed the limit, logged with the close
 
   constructor(
     private readonly client: TLSSocket,
@@ -121,6 +128,11 @@ export class Session {
     private readonly deps: SessionDeps,
   ) {
     this.id = `${process.pid}-${nextId++}`;
+    // Not a documented property: a TLSSocket made from a net.Socket keeps it as _parent (read on
+    // Node 20 and 26; the flood tests fail if it is missing, as nothing is then checked).
+    this.raw = (client as unknown as { _parent?: Socket })._parent ?? undefined;
+    this.encryptedSeen = this.raw?.bytesRead ?? 0;
+    this.clearSeen = client.bytesRead;
     this.scanner = new RequestScanner({
       maxMultibulkLen: cfg.limits.max_multibulk_len,
       maxBulkLen: cfg.limits.max_bulk_len,
@@ -138,19 +150,48 @@ export class Session {
   }
 
   /**
-   * Called by the listener about every 500 ms (less often with thousands of sessions). Replies
-   * cannot pile up (a client that does not read them pauses the backend), but what TLS writes of
-   * its own can: a TLS 1.3 client that sends KeyUpdate requests and reads nothing has OpenSSL queue
-   * an answer to each, which never reaches JavaScript and which Node keeps without a limit. Past
-   * TLS_OWN_OUTPUT_MAX the connection is torn down at once: a close_notify could not get through,
-   * and waiting lets the queue grow on.
+   * Called by the listener about every 500 ms (less often with thousands of sessions): what TLS
+   * does for this client without our knowing, in both directions.
+   *
+   * Output. Replies cannot pile up (a client that does not read them pauses the backend), but
+   * what TLS writes of its own can: a TLS 1.3 client that sends KeyUpdate requests and reads
+   * nothing has OpenSSL queue an answer to each, which never reaches JavaScript and which Node
+   * keeps without a limit. Past TLS_OWN_OUTPUT_MAX the connection is torn down at once: a
+   * close_notify could not get through, and waiting lets the queue grow on.
+   *
+   * Input. Each TLS record costs a decryption, and each record with data a call into JavaScript,
+   * however little it carries; records with none (KeyUpdate, padding) never reach JavaScript at
+   * all. A client that sends records carrying (next to) no data makes the process work for
+   * nothing, and its reads hold up every other client's (Node reads a socket up to 32 times in a
+   * row). What came in encrypted beyond the data it carried is TLS's overhead, ~22 to 29 bytes a
+   * record; past TLS_OVERHEAD_FREE plus TLS_OVERHEAD_PER_BYTE per data byte within a window of
+   * TLS_OVERHEAD_WINDOW_MS (256 KiB/s, sustained) the connection is torn down at once (reading on would go on paying for
+   * the flood). The listener looks more often than the window is long, so a flood is found
+   * within ~100 ms of passing the limit while a few hundred connections are open.
    */
-  checkOutput(): void {
+  checkTls(): void {
     if (this.status === 'closed') return;
     const own = tlsOwnOutput(this.client);
-    if (own <= TLS_OWN_OUTPUT_MAX) return;
-    this.tlsOutput = own; // in the close record
-    this.closeNow('output_buffer_limit');
+    if (own > TLS_OWN_OUTPUT_MAX) {
+      this.tlsOutput = own; // in the close record
+      return this.closeNow('output_buffer_limit');
+    }
+    if (this.raw === undefined) return;
+    const encrypted = this.raw.bytesRead;
+    const data = this.client.bytesRead - this.clearSeen;
+    const overhead = encrypted - this.encryptedSeen - data;
+    const now = performance.now();
+    // A look that comes late (a busy event loop) sees a longer window, with room to match.
+    const windows = Math.max(1, (now - this.overheadFrom) / TLS_OVERHEAD_WINDOW_MS);
+    if (overhead > TLS_OVERHEAD_FREE * windows + TLS_OVERHEAD_PER_BYTE * data) {
+      this.tlsOverhead = { bytes: overhead, data }; // in the close record
+      return this.closeNow('tls_flood');
+    }
+    if (now - this.overheadFrom >= TLS_OVERHEAD_WINDOW_MS) {
+      this.overheadFrom = now;
+      this.encryptedSeen = encrypted;
+      this.clearSeen += data;
+    }
   }
 
   /**
@@ -229,7 +270,7 @@ export class Session {
     this.setStatus('closing');
     this.client.setTimeout(0);
     this.client.resume(); // from now on client input is read and discarded
-    if (reason === 'client_reset' || reason === 'output_buffer_limit') return this.finalize();
+    if (reason === 'client_reset' || reason === 'output_buffer_limit' || reason === 'tls_flood') return this.finalize();
     if (reason === 'max_clients') return this.endClient();
     if (reason === 'backend_closed' || reason === 'backend_error') {
       this.replyToLost(BACKEND_LOST_REPLY);
@@ -421,6 +462,7 @@ export class Session {
         ...(this.unavailable !== null ? { cause: this.unavailable } : {}),
         ...(mode === 'abrupt' && this.clientError !== null ? { client_error: this.clientError } : {}),
         ...(this.tlsOutput > 0 ? { tls_output: this.tlsOutput } : {}),
+        ...(this.tlsOverhead !== null ? { tls_overhead: this.tlsOverhead.bytes, tls_data: this.tlsOverhead.data } : {}),
       },
       `closing because ${reason.replace(/_/g, ' ')}`,
     );
@@ -703,6 +745,23 @@ function repeat(reply: Buffer, times: number): Buffer {
  * some 2,400 of them left unread.
  */
 export const TLS_OWN_OUTPUT_MAX = 64 * 1024;
+
+/**
+ * TLS overhead a client may send within TLS_OVERHEAD_WINDOW_MS beyond TLS_OVERHEAD_PER_BYTE per
+ * data byte: some 5,000 records with no data (KeyUpdate messages are 27 bytes each), far more than
+ * a client sends outside a flood (the handshake is not counted).
+ */
+export const TLS_OVERHEAD_FREE = 128 * 1024;
+/** The window TLS overhead is counted in: a window starts at the first look this long after the last began. */
+export const TLS_OVERHEAD_WINDOW_MS = 500;
+
+/**
+ * TLS overhead allowed per data byte: a record costs 22 bytes (TLS 1.3) to 29 (TLS 1.2 AES-GCM),
+ * so a stream of records averaging under 1.4 (TLS 1.3) to 1.8 bytes (TLS 1.2) of data fails it
+ * once its overhead passes TLS_OVERHEAD_FREE. A client that writes each RESP
+ * token as a record of its own ("$3\r\n", "SET", "\r\n": ~2.7 bytes a record) stays under it.
+ */
+export const TLS_OVERHEAD_PER_BYTE = 16;
 
 /**
  * What TLS holds for the socket beyond our own writes: its own messages. Node's TLS handle reports

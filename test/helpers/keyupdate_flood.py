@@ -2,8 +2,9 @@
 """TLS 1.3 client that sends KeyUpdate requests, through libssl itself (ctypes).
 
 Python's ssl module has no KeyUpdate call, so this drives the system's libssl directly. After the
-handshake it sends --count KeyUpdate(update_requested) messages, each of which obliges the server
-to answer with a KeyUpdate of its own, then:
+handshake it sends --count KeyUpdate messages: update_requested (--kind requested, the default),
+each of which obliges the server to answer with a KeyUpdate of its own, or update_not_requested
+(--kind not_requested), which the server answers with nothing. --rate caps them per second. Then:
 
   --then read   sends PING and reads the reply (a client that keeps up: the server must go on
                 serving it)
@@ -28,6 +29,7 @@ import time
 
 SSL_CTRL_SET_MIN_PROTO_VERSION = 123
 TLS1_3_VERSION = 0x0304
+SSL_KEY_UPDATE_NOT_REQUESTED = 0
 SSL_KEY_UPDATE_REQUESTED = 1
 SSL_ERROR_WANT_READ = 2
 SSL_ERROR_WANT_WRITE = 3
@@ -59,6 +61,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--port', type=int, required=True)
     ap.add_argument('--count', type=int, required=True)
+    ap.add_argument('--kind', choices=['requested', 'not_requested'], default='requested')
+    ap.add_argument('--rate', type=int, default=0, help='KeyUpdates a second at most (0: no cap)')
     ap.add_argument('--then', choices=['read', 'none'], default='none')
     ap.add_argument('--rcvbuf', type=int, default=0)
     ap.add_argument('--deadline-ms', type=int, default=60000)
@@ -89,8 +93,14 @@ def main():
     report['version'] = lib.SSL_get_version(ssl).decode()
 
     deadline = started + a.deadline_ms / 1000
+    kind = SSL_KEY_UPDATE_REQUESTED if a.kind == 'requested' else SSL_KEY_UPDATE_NOT_REQUESTED
+    flood_from = time.monotonic()
     for _ in range(a.count):
-        if lib.SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) != 1:
+        if a.rate and report['sent'] % 64 == 0:
+            ahead = flood_from + report['sent'] / a.rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        if lib.SSL_key_update(ssl, kind) != 1:
             report['error'] = 'SSL_key_update failed'
             break
         r = lib.SSL_do_handshake(ssl)  # sends it now

@@ -19,7 +19,7 @@ import { describe as showResult, strictClient } from '../helpers/strict-client.j
 const P = 'resp_tls_proxy_';
 const VERSION = (JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
-const CLOSE_REASONS = ['client_closed', 'client_reset', 'protocol_error', 'backend_closed', 'backend_error', 'backend_unavailable', 'idle_timeout', 'max_clients', 'shutdown', 'output_buffer_limit'];
+const CLOSE_REASONS = ['client_closed', 'client_reset', 'protocol_error', 'backend_closed', 'backend_error', 'backend_unavailable', 'idle_timeout', 'max_clients', 'shutdown', 'output_buffer_limit', 'tls_flood'];
 
 /** name → Prometheus type, for every metric the table and issue 3 promise. */
 const EXPECTED_TYPES: Record<string, string> = {

@@ -1,0 +1,72 @@
+// TLS records that carry next to no data, from test/helpers/tiny_records.py (which makes them in
+// memory and sends them in batches, so the proxy takes them as fast as it can).
+//  - 1-byte records cost the proxy a decryption and a call into JavaScript per byte, in reads
+//    that hold up every other client (here one such client held another's PING 3.5 s). Their
+//    overhead (22 bytes a record under TLS 1.3) passes TLS_OVERHEAD_FREE plus 16 bytes per data
+//    byte within a window of 500 ms: the proxy tears the connection down, counted
+//    {reason="tls_flood", mode="abrupt"}, and the value never reaches Redis.
+//  - 3-byte records (what a client writing each RESP token as a record of its own averages) are
+//    not taken for one, however fast they come: the SET completes.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { repoRoot, run } from '../helpers/common.js';
+import { logTail, useStack } from '../helpers/fixture.js';
+import { closeRecords, metricValue, waitForMetric } from '../helpers/proxy.js';
+import { PYTHON } from '../helpers/strict-client.js';
+
+const CLOSES = 'resp_tls_proxy_client_closes_total';
+const SENDER = path.join(repoRoot, 'test', 'helpers', 'tiny_records.py');
+
+interface SendReport {
+  handshake: boolean;
+  records: number;
+  sent: number;
+  closed: boolean;
+  error?: string;
+  elapsed_ms?: number;
+  reply?: string;
+}
+
+async function sendInRecords(port: number, key: string, record: number, size: number, deadlineMs: number): Promise<SendReport> {
+  const args = ['-S', SENDER, '--port', String(port), '--key', key, '--record', String(record), '--size', String(size), '--deadline-ms', String(deadlineMs)];
+  const r = await run(PYTHON, args, { timeoutMs: deadlineMs + 30_000 });
+  try {
+    return JSON.parse(r.stdout) as SendReport;
+  } catch {
+    throw new Error(`tiny_records.py gave no report (exit ${r.code}): ${r.stdout}${r.stderr}`);
+  }
+}
+
+describe('TLS records that carry next to no data', { timeout: 120_000 }, () => {
+  const stack = useStack();
+
+  test('3-byte records as fast as they come are served', async () => {
+    const r = await sendInRecords(stack.proxy.port, 'tiny:3', 3, 600_000, 45_000);
+    const why = `${JSON.stringify(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.closed, false, why);
+    assert.equal(r.records, 200_000, why);
+    assert.equal(Buffer.from(r.reply ?? '', 'base64').toString('latin1'), '+OK\r\n', why);
+    assert.equal(await stack.redis.cli('STRLEN', 'tiny:3'), '600000');
+    const text = await stack.proxy.metrics();
+    for (const mode of ['graceful', 'abrupt']) assert.equal(metricValue(text, CLOSES, { reason: 'tls_flood', mode }), 0, mode);
+  });
+
+  test('1-byte records as fast as they come are a flood: the connection is torn down', async () => {
+    // Without the limit all 2,000,000 go through (~30 s here) and the SET completes.
+    const r = await sendInRecords(stack.proxy.port, 'tiny:1', 1, 2_000_000, 60_000);
+    const why = `${JSON.stringify(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.handshake, true, why);
+    assert.equal(r.closed, true, why);
+    assert.ok(r.records < 2_000_000, why);
+
+    const text = await waitForMetric(stack.proxy, CLOSES, { reason: 'tls_flood', mode: 'abrupt' });
+    assert.equal(metricValue(text, CLOSES, { reason: 'tls_flood', mode: 'abrupt' }), 1, logTail(stack.proxy));
+    const rec = closeRecords(stack.proxy.logs()).find((l) => l.reason === 'tls_flood');
+    assert.ok(rec, logTail(stack.proxy));
+    assert.equal(rec.level, 40); // warn
+    assert.ok(typeof rec.tls_data === 'number' && rec.tls_data > 0, `tls_data ${String(rec.tls_data)}`);
+    assert.ok(typeof rec.tls_overhead === 'number' && rec.tls_overhead > 128 * 1024 + 16 * rec.tls_data, `tls_overhead ${String(rec.tls_overhead)}`);
+    assert.equal(await stack.redis.cli('EXISTS', 'tiny:1'), '0');
+  });
+});
