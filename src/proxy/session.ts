@@ -150,8 +150,8 @@ export class Session {
   }
 
   /**
-   * Called by the listener about every 500 ms (less often with thousands of sessions): what TLS
-   * does for this client without our knowing, in both directions.
+   * Called by the listener every 100 ms while up to 250 sessions are open (less often beyond:
+   * every 500 ms at 1,250): what TLS does for this client without our knowing, in both directions.
    *
    * Output. Replies cannot pile up (a client that does not read them pauses the backend), but
    * what TLS writes of its own can: a TLS 1.3 client that sends KeyUpdate requests and reads
@@ -165,9 +165,9 @@ export class Session {
    * nothing, and its reads hold up every other client's (Node reads a socket up to 32 times in a
    * row). What came in encrypted beyond the data it carried is TLS's overhead, ~22 to 29 bytes a
    * record; past TLS_OVERHEAD_FREE plus TLS_OVERHEAD_PER_BYTE per data byte within a window of
-   * TLS_OVERHEAD_WINDOW_MS (256 KiB/s, sustained) the connection is torn down at once (reading on would go on paying for
-   * the flood). The listener looks more often than the window is long, so a flood is found
-   * within ~100 ms of passing the limit while a few hundred connections are open.
+   * TLS_OVERHEAD_WINDOW_MS (256 KiB/s, sustained) the connection is torn down at once: reading on
+   * would go on paying for the flood. The listener looks more often than the window is long, so
+   * a flood is found within ~100 ms of passing the limit while a few hundred sessions are open.
    */
   checkTls(): void {
     if (this.status === 'closed') return;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TLS 1.3 client that sends KeyUpdate requests, through libssl itself (ctypes).
+"""TLS 1.3 client that sends KeyUpdate messages, through libssl itself (ctypes).
 
 Python's ssl module has no KeyUpdate call, so this drives the system's libssl directly. After the
 handshake it sends --count KeyUpdate messages: update_requested (--kind requested, the default),
