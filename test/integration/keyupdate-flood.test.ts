@@ -17,8 +17,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { repoRoot, run } from '../helpers/common.js';
-import { logTail, useStack } from '../helpers/fixture.js';
-import { closeRecords, metricValue, waitForMetric } from '../helpers/proxy.js';
+import { logTail, useStack, type Stack } from '../helpers/fixture.js';
+import { closeRecords, metricValue, waitForMetric, type LogRecord } from '../helpers/proxy.js';
 import { encodeCommand } from '../helpers/resp.js';
 import { PYTHON, describe as showResult, strictClient } from '../helpers/strict-client.js';
 import { tlsRequest, untilText } from '../helpers/tls-request.js';
@@ -43,6 +43,27 @@ async function keyUpdates(port: number, args: string[], deadlineMs: number): Pro
   } catch {
     throw new Error(`keyupdate_flood.py gave no report (exit ${r.code}): ${r.stdout}${r.stderr}`);
   }
+}
+
+/**
+ * Runs the flood (args: keyupdate_flood.py's, with --count) until the proxy ends it, and checks
+ * that it was torn down for `reason`: the client saw the close before its count ran out, counted
+ * abrupt once, logged at warn. Returns the close record.
+ */
+async function tornDown(stack: Stack, args: string[], deadlineMs: number, reason: string): Promise<LogRecord> {
+  const count = Number(args[args.indexOf('--count') + 1]);
+  const r = await keyUpdates(stack.proxy.port, args, deadlineMs);
+  assert.equal(r.handshake, true, JSON.stringify(r));
+  assert.equal(r.closed, true, `not closed: ${JSON.stringify(r)}\n${logTail(stack.proxy)}`);
+  assert.ok(r.sent < count, JSON.stringify(r));
+  const text = await waitForMetric(stack.proxy, CLOSES, { reason, mode: 'abrupt' });
+  assert.equal(metricValue(text, CLOSES, { reason, mode: 'abrupt' }), 1, logTail(stack.proxy));
+  assert.equal(metricValue(text, CLOSES, { reason, mode: 'graceful' }), 0);
+  const rec = closeRecords(stack.proxy.logs()).find((l) => l.reason === reason);
+  assert.ok(rec, logTail(stack.proxy));
+  assert.equal(rec.mode, 'abrupt');
+  assert.equal(rec.level, 40); // warn
+  return rec;
 }
 
 async function ping(port: number): Promise<string> {
@@ -84,18 +105,7 @@ describe('TLS 1.3 KeyUpdate requests', { timeout: 180_000 }, () => {
     // (here the limit was reached after ~114,000, in 16 s); without the limit the proxy holds
     // them all, and the client is not closed. At 6,000 a second (162 KB/s of overhead) it stays
     // under the overhead limit (256 KiB/s).
-    const r = await keyUpdates(stack.proxy.port, ['--count', '450000', '--rate', '6000', '--rcvbuf', '4096'], 75_000);
-    assert.equal(r.handshake, true, JSON.stringify(r));
-    assert.equal(r.closed, true, `not closed: ${JSON.stringify(r)}\n${logTail(stack.proxy)}`);
-    assert.ok(r.sent < 3_000_000, JSON.stringify(r));
-
-    const text = await waitForMetric(stack.proxy, CLOSES, { reason: 'output_buffer_limit', mode: 'abrupt' });
-    assert.equal(metricValue(text, CLOSES, { reason: 'output_buffer_limit', mode: 'abrupt' }), 1, logTail(stack.proxy));
-    assert.equal(metricValue(text, CLOSES, { reason: 'output_buffer_limit', mode: 'graceful' }), 0);
-    const rec = closeRecords(stack.proxy.logs()).find((l) => l.reason === 'output_buffer_limit');
-    assert.ok(rec, logTail(stack.proxy));
-    assert.equal(rec.mode, 'abrupt');
-    assert.equal(rec.level, 40); // warn
+    const rec = await tornDown(stack, ['--count', '450000', '--rate', '6000', '--rcvbuf', '4096'], 75_000, 'output_buffer_limit');
     assert.ok(typeof rec.tls_output === 'number' && rec.tls_output > 64 * 1024, `tls_output ${String(rec.tls_output)}`);
 
     assert.equal(await ping(stack.proxy.port), '+PONG\r\n');
@@ -104,18 +114,7 @@ describe('TLS 1.3 KeyUpdate requests', { timeout: 180_000 }, () => {
   test('a client that sends them as fast as it can is closed for its TLS overhead', { timeout: 60_000 }, async () => {
     assert.equal(await ping(stack.proxy.port), '+PONG\r\n');
     // Without the limit this goes on to the deadline (~40,000 a second here, nothing answered).
-    const r = await keyUpdates(stack.proxy.port, ['--count', '3000000', '--kind', 'not_requested'], 30_000);
-    assert.equal(r.handshake, true, JSON.stringify(r));
-    assert.equal(r.closed, true, `not closed: ${JSON.stringify(r)}\n${logTail(stack.proxy)}`);
-    assert.ok(r.sent < 3_000_000, JSON.stringify(r));
-
-    const text = await waitForMetric(stack.proxy, CLOSES, { reason: 'tls_flood', mode: 'abrupt' });
-    assert.equal(metricValue(text, CLOSES, { reason: 'tls_flood', mode: 'abrupt' }), 1, logTail(stack.proxy));
-    assert.equal(metricValue(text, CLOSES, { reason: 'tls_flood', mode: 'graceful' }), 0);
-    const rec = closeRecords(stack.proxy.logs()).find((l) => l.reason === 'tls_flood');
-    assert.ok(rec, logTail(stack.proxy));
-    assert.equal(rec.mode, 'abrupt');
-    assert.equal(rec.level, 40); // warn
+    const rec = await tornDown(stack, ['--count', '3000000', '--kind', 'not_requested'], 30_000, 'tls_flood');
     assert.ok(typeof rec.tls_overhead === 'number' && rec.tls_overhead > 128 * 1024, `tls_overhead ${String(rec.tls_overhead)}`);
     assert.equal(rec.tls_data, 0);
 
