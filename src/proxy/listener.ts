@@ -217,15 +217,15 @@ export class Listener {
   private closingAll = false;
 
   /**
-   * Every session about every TLS_CHECK_MS, at most TLS_CHECK_SLICE per TLS_CHECK_TICK_MS.
-   * Counted from the time since the last tick, not the ticks: a busy event loop (a KeyUpdate flood
-   * is handled inside socket reads) runs timers late, and each tick then covers more sessions.
+   * Every session each TLS_CHECK_TICK_MS, at most TLS_CHECK_SLICE of them per tick: with more
+   * open, a slice a tick. Counted from the time since the last tick, not the ticks: a busy event
+   * loop (a flood is handled inside socket reads) runs timers late, and each tick then covers more.
    */
   private checkTls(): void {
     const now = performance.now();
     const elapsed = Math.max(TLS_CHECK_TICK_MS, now - this.tlsCheckedAt);
     this.tlsCheckedAt = now;
-    let n = Math.ceil(Math.min(this.sessions.size, (this.sessions.size * elapsed) / TLS_CHECK_MS, (TLS_CHECK_SLICE * elapsed) / TLS_CHECK_TICK_MS));
+    let n = Math.ceil(Math.min(this.sessions.size, (TLS_CHECK_SLICE * elapsed) / TLS_CHECK_TICK_MS));
     while (n-- > 0) {
       let next = this.tlsCursor?.next();
       if (next === undefined || next.done === true) {
@@ -303,6 +303,8 @@ export class Listener {
   }
 
   private onSecureConnection(socket: tls.TLSSocket): void {
+    // Not a documented property: a TLSSocket made from a net.Socket keeps it as _parent (read on
+    // Node 20 and 26). The session's flood check needs it: the flood tests fail without it.
     const raw = (socket as unknown as { _parent?: Timed })._parent;
     if (raw !== undefined) this.handshakeEnded(raw);
     const acceptedAt = raw?.[kAcceptedAt];
@@ -337,7 +339,7 @@ export class Listener {
           for (const f of this.whenEmpty.splice(0)) f();
         }
       },
-    });
+    }, raw);
     this.sessions.add(session);
     if (this.tlsCheck === null) {
       this.tlsCheckedAt = performance.now();
@@ -352,15 +354,13 @@ export class Listener {
   }
 }
 
-/** How often each session's TLS is looked at (Session.checkTls) while at most 250 are open. */
-const TLS_CHECK_MS = 100;
-/** The TLS check runs this often, on a slice of the sessions. */
+/** The TLS check (Session.checkTls) runs this often: on every session while at most 250 are open. */
 const TLS_CHECK_TICK_MS = 100;
 /**
  * Sessions looked at per TLS_CHECK_TICK_MS at most. Looking at one costs ~1-2 µs (its counters
  * alone, 0.5-0.9 µs over 1,000 sockets; 10,000 sessions at once held the event loop ~20 ms):
- * with many sessions open each is looked at
- * less often instead (1,250: every 500 ms; 10,000: every 4 s), at ~0.5 % of a core.
+ * with many sessions open each is looked at less often instead (1,250: every 500 ms; 10,000:
+ * every 4 s), at ~0.5 % of a core.
  */
 const TLS_CHECK_SLICE = 250;
 

@@ -122,15 +122,15 @@ export class Session {
   private overheadFrom = performance.now();
   private tlsOverhead: { bytes: number; data: number } | null = null; // when it passed the limit, logged with the close
 
+  /** `raw`: the TCP socket the listener accepted and handed to TLS, if known (checkTls). */
   constructor(
     private readonly client: TLSSocket,
     private readonly cfg: SessionConfig,
     private readonly deps: SessionDeps,
+    raw?: Socket,
   ) {
     this.id = `${process.pid}-${nextId++}`;
-    // Not a documented property: a TLSSocket made from a net.Socket keeps it as _parent (read on
-    // Node 20 and 26; the flood tests fail if it is missing, as nothing is then checked).
-    this.raw = (client as unknown as { _parent?: Socket })._parent ?? undefined;
+    this.raw = raw;
     this.encryptedSeen = this.raw?.bytesRead ?? 0;
     this.clearSeen = client.bytesRead;
     this.scanner = new RequestScanner({
@@ -253,10 +253,16 @@ export class Session {
 
   // ---- the one close path -------------------------------------------------------------------
 
-  /** Tear the connection down now, for `reason` unless it is closing already (its reason stays). */
+  /**
+   * Tear the connection down now, without an orderly close (the client reset us, or keeping the
+   * connection costs more than it may): for `reason` unless it is closing already (its reason stays).
+   */
   private closeNow(reason: CloseReason): void {
     if (this.status === 'closed') return;
-    if (this.status !== 'closing') this.close(reason);
+    if (this.status !== 'closing') {
+      this.reason = reason;
+      this.setStatus('closing');
+    }
     this.finalize();
   }
 
@@ -270,7 +276,6 @@ export class Session {
     this.setStatus('closing');
     this.client.setTimeout(0);
     this.client.resume(); // from now on client input is read and discarded
-    if (reason === 'client_reset' || reason === 'output_buffer_limit' || reason === 'tls_flood') return this.finalize();
     if (reason === 'max_clients') return this.endClient();
     if (reason === 'backend_closed' || reason === 'backend_error') {
       this.replyToLost(BACKEND_LOST_REPLY);
@@ -510,7 +515,7 @@ export class Session {
       return this.finalize();
     }
     if (!isPeerGone(err)) this.deps.log.warn({ conn: this.id, err: err.message, code: err.code }, 'client socket error');
-    this.close('client_reset');
+    this.closeNow('client_reset');
   }
 
   private onClientDrain(): void {
