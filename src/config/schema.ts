@@ -155,6 +155,11 @@ export const configSchema = z
           .describe(
             'TCP keepalive on client and backend connections: probes start after this long without traffic (whole seconds), so a peer that vanished without FIN or RST is found and its connection closed; 0 = off. Redis\'s tcp-keepalive.',
           ),
+        tls_overhead_bytes: intIn(0, null, 'must be 0 (no limit) or a positive integer (bytes)')
+          .default(131072)
+          .describe(
+            'TLS overhead a client may send within 500 ms beyond 16 bytes per byte of data (record headers and tags, records with no data such as KeyUpdate): past it the connection is torn down as a flood (tls_flood). Clients send far less; raise it only for one that pads small records. 0 = no limit.',
+          ),
         idle_timeout_pubsub: z
           .boolean()
           .default(false)

@@ -30,7 +30,7 @@ import { closeLogLevel, isPeerGone, type CloseMode, type CloseReason } from './c
 /** The part of the configuration one session uses; a session keeps the snapshot it started with. */
 export interface SessionConfig {
   backend: { host: string; port: number; connect_timeout_ms: number };
-  limits: { max_multibulk_len: number; max_bulk_len: number; max_inline_len: number; idle_timeout_ms: number; idle_timeout_pubsub: boolean; tcp_keepalive_ms: number };
+  limits: { max_multibulk_len: number; max_bulk_len: number; max_inline_len: number; idle_timeout_ms: number; idle_timeout_pubsub: boolean; tcp_keepalive_ms: number; tls_overhead_bytes: number };
   close: { drain_timeout_ms: number; drain_max_bytes: number };
 }
 
@@ -164,8 +164,10 @@ export class Session {
    * all. A client that sends records carrying (next to) no data makes the process work for
    * nothing, and its reads hold up every other client's (Node reads a socket up to 32 times in a
    * row). What came in encrypted beyond the data it carried is TLS's overhead, ~22 to 29 bytes a
-   * record; past TLS_OVERHEAD_FREE plus TLS_OVERHEAD_PER_BYTE per data byte within a window of
-   * TLS_OVERHEAD_WINDOW_MS (256 KiB/s, sustained) the connection is torn down at once: reading on
+   * record; past limits.tls_overhead_bytes (128 KiB by default: some 5,000 records with no data,
+   * far more than a client sends outside a flood; the handshake is not counted) plus
+   * TLS_OVERHEAD_PER_BYTE per data byte within a window of TLS_OVERHEAD_WINDOW_MS (256 KiB/s,
+   * sustained, by default) the connection is torn down at once: reading on
    * would go on paying for the flood. The listener looks more often than the window is long, so
    * a flood is found within ~100 ms of passing the limit while a few hundred sessions are open.
    */
@@ -176,14 +178,15 @@ export class Session {
       this.tlsOutput = own; // in the close record
       return this.closeNow('output_buffer_limit');
     }
-    if (this.raw === undefined) return;
+    const free = this.cfg.limits.tls_overhead_bytes;
+    if (this.raw === undefined || free === 0) return;
     const encrypted = this.raw.bytesRead;
     const data = this.client.bytesRead - this.clearSeen;
     const overhead = encrypted - this.encryptedSeen - data;
     const now = performance.now();
     // A look that comes late (a busy event loop) sees a longer window, with room to match.
     const windows = Math.max(1, (now - this.overheadFrom) / TLS_OVERHEAD_WINDOW_MS);
-    if (overhead > TLS_OVERHEAD_FREE * windows + TLS_OVERHEAD_PER_BYTE * data) {
+    if (overhead > free * windows + TLS_OVERHEAD_PER_BYTE * data) {
       this.tlsOverhead = { bytes: overhead, data }; // in the close record
       return this.closeNow('tls_flood');
     }
@@ -756,19 +759,13 @@ function repeat(reply: Buffer, times: number): Buffer {
  */
 export const TLS_OWN_OUTPUT_MAX = 64 * 1024;
 
-/**
- * TLS overhead a client may send within TLS_OVERHEAD_WINDOW_MS beyond TLS_OVERHEAD_PER_BYTE per
- * data byte: some 5,000 records with no data (KeyUpdate messages are 27 bytes each), far more than
- * a client sends outside a flood (the handshake is not counted).
- */
-export const TLS_OVERHEAD_FREE = 128 * 1024;
 /** The window TLS overhead is counted in: a window starts at the first look this long after the last began. */
 export const TLS_OVERHEAD_WINDOW_MS = 500;
 
 /**
  * TLS overhead allowed per data byte: a record costs 22 bytes (TLS 1.3) to 29 (TLS 1.2 AES-GCM),
  * so a stream of records averaging under 1.4 (TLS 1.3) to 1.8 bytes (TLS 1.2) of data fails it
- * once its overhead passes TLS_OVERHEAD_FREE. A client that writes each RESP
+ * once its overhead passes limits.tls_overhead_bytes. A client that writes each RESP
  * token as a record of its own ("$3\r\n", "SET", "\r\n": ~2.7 bytes a record) stays under it.
  */
 export const TLS_OVERHEAD_PER_BYTE = 16;

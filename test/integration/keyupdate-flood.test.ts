@@ -9,8 +9,9 @@
 //    warn. Sent at 6,000 a second, under the overhead limit below, so it is this limit that ends it.
 //  - A client that sends them as fast as it can (update_not_requested: nothing is answered, so
 //    nothing queues) costs the proxy a key derivation each, in reads that hold up every other
-//    client, and it went on for as long as the client liked. Past TLS_OVERHEAD_FREE of TLS
-//    overhead in a window of 500 ms (beyond 16 bytes per data byte) the proxy tears it down:
+//    client, and it went on for as long as the client liked. Past limits.tls_overhead_bytes
+//    (128 KiB) of TLS overhead in a window of 500 ms (beyond 16 bytes per data byte) the proxy
+//    tears it down:
 //    counted {reason="tls_flood", mode="abrupt"}, logged at warn with tls_overhead and tls_data.
 //    The proxy serves other clients before and after.
 import assert from 'node:assert/strict';

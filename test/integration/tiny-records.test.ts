@@ -2,8 +2,8 @@
 // memory and sends them in batches, so the proxy takes them as fast as it can).
 //  - 1-byte records cost the proxy a decryption and a call into JavaScript per byte, in reads
 //    that hold up every other client (here one such client held another's PING 3.5 s). Their
-//    overhead (22 bytes a record under TLS 1.3) passes TLS_OVERHEAD_FREE plus 16 bytes per data
-//    byte within a window of 500 ms: the proxy tears the connection down, counted
+//    overhead (22 bytes a record under TLS 1.3) passes limits.tls_overhead_bytes (128 KiB) plus
+//    16 bytes per data byte within a window of 500 ms: the proxy tears the connection down, counted
 //    {reason="tls_flood", mode="abrupt"}, and the value never reaches Redis.
 //  - 3-byte records (what a client writing each RESP token as a record of its own averages) are
 //    not taken for one, however fast they come: the SET completes.
@@ -68,5 +68,21 @@ describe('TLS records that carry next to no data', { timeout: 120_000 }, () => {
     assert.ok(typeof rec.tls_data === 'number' && rec.tls_data > 0, `tls_data ${String(rec.tls_data)}`);
     assert.ok(typeof rec.tls_overhead === 'number' && rec.tls_overhead > 128 * 1024 + 16 * rec.tls_data, `tls_overhead ${String(rec.tls_overhead)}`);
     assert.equal(await stack.redis.cli('EXISTS', 'tiny:1'), '0');
+  });
+});
+
+describe('limits.tls_overhead_bytes: 0 takes the limit off', { timeout: 120_000 }, () => {
+  // The escape hatch for a client that pads small records: the same 1-byte records are served.
+  const stack = useStack({ proxy: () => ({ limits: { tls_overhead_bytes: 0 } }) });
+
+  test('1-byte records as fast as they come are served', async () => {
+    const r = await sendInRecords(stack.proxy.port, 'tiny:off', 1, 300_000, 45_000);
+    const why = `${JSON.stringify(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.closed, false, why);
+    assert.equal(r.records, 300_000, why);
+    assert.equal(Buffer.from(r.reply ?? '', 'base64').toString('latin1'), '+OK\r\n', why);
+    assert.equal(await stack.redis.cli('STRLEN', 'tiny:off'), '300000');
+    const text = await stack.proxy.metrics();
+    for (const mode of ['graceful', 'abrupt']) assert.equal(metricValue(text, CLOSES, { reason: 'tls_flood', mode }), 0, mode);
   });
 });

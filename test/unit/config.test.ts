@@ -62,6 +62,7 @@ describe('parseConfigText', () => {
         idle_timeout_ms: 0,
         idle_timeout_pubsub: false,
         tcp_keepalive_ms: 300000,
+        tls_overhead_bytes: 131072,
       },
       close: { drain_timeout_ms: 5000, drain_max_bytes: 67108864 },
       shutdown: { grace_ms: 10000 },
@@ -149,6 +150,16 @@ describe('parseConfigText', () => {
     assert.deepEqual(keepalive('999').problems, problem);
     assert.deepEqual(keepalive('-1').problems, problem);
     assert.deepEqual(keepalive('2147483648').problems, problem);
+  });
+
+  it('takes the TLS overhead limit off (0) or as bytes', () => {
+    const overhead = (v: string) => parseConfigText(`${MINIMAL}limits: { tls_overhead_bytes: ${v} }\n`, 'p.yaml');
+    assert.equal(overhead('0').config?.limits.tls_overhead_bytes, 0);
+    assert.equal(overhead('1048576').config?.limits.tls_overhead_bytes, 1048576);
+    const problem = ['p.yaml:4: limits.tls_overhead_bytes: must be 0 (no limit) or a positive integer (bytes)'];
+    assert.deepEqual(overhead('-1').problems, problem);
+    assert.deepEqual(overhead('1.5').problems, problem);
+    assert.deepEqual(overhead('"128k"').problems, problem);
   });
 
   it('rejects an allow list that names no identity: it would refuse every client', () => {
