@@ -11,7 +11,8 @@ import { WORKER_CONFIG_ENV, loadConfigFile } from './config/load.js';
 import { type Config, type WorkerPlace, keepRestartOnly, workerCount } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
-import { TICKET_SALT_ENV, loadTlsMaterial, ticketSalt } from './config/tls.js';
+import { TICKET_STATE_ENV, ticketSecrets } from './config/tickets.js';
+import { loadTlsMaterial } from './config/tls.js';
 import { usableCpus } from './config/cpus.js';
 import { Listener } from './proxy/listener.js';
 import { pingBackend } from './proxy/upstream.js';
@@ -321,6 +322,9 @@ function summed(lists: MetricList[]): MetricList {
 
 async function runPrimary(config: Config, configPath: string, count: number, log: Logger): Promise<void> {
   loadTlsMaterial(config.tls); // files that do not load: one ConfigError here (exit 2), not one per worker
+  // The workers' ticket secrets start from this one: every worker issues and takes the same tickets.
+  const tickets = ticketSecrets(config.tls.ticket_rotation_ms);
+  tickets.keepStepping(); // so the primary holds no earlier period's secret either
   const cpus = usableCpus();
   if (count > cpus) log.warn({ workers: count, cpus }, 'more workers than CPUs: each one costs memory, none adds throughput');
   const workerMetrics = new WorkerMetrics(log);
@@ -357,7 +361,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     const w = cluster.fork({
       [WORKER_CONFIG_ENV]: JSON.stringify(state.current),
       [WORKER_PLACE_ENV]: `${slot}/${count}`,
-      [TICKET_SALT_ENV]: ticketSalt().toString('hex'), // the same session tickets in every worker
+      [TICKET_STATE_ENV]: tickets.handDown(), // the same session tickets in every worker
     });
     started.set(w.id, { at: Date.now(), slot });
     w.on('message', (msg: WorkerMessage) => {

@@ -78,6 +78,11 @@ export const configSchema = z
           .describe(
             'Besides watching their folders, read the certificate files this often and reload them when their content changed: covers what a folder watch cannot see (a swapped symlink above the folder, network filesystems without inotify); 0 = the folder watch only.',
           ),
+        ticket_rotation_ms: intIn(1000, MAX_MS, `must be an integer from 1000 to ${MAX_MS} (ms)`)
+          .default(3600000)
+          .describe(
+            'Change the session ticket key this often, at the clock\'s multiples of it, forgetting the one before: tickets issued under it no longer resume, and a later copy of the process memory cannot open tickets recorded earlier. Restart to change.',
+          ),
         self_signed_if_missing: z
           .boolean()
           .default(false)
@@ -265,6 +270,7 @@ const RESTART_ONLY: ReadonlyArray<readonly [string, (c: Config) => unknown]> = [
   ['admin', (c) => c.admin],
   ['workers', (c) => c.workers],
   ['tls.handshake_timeout_ms', (c) => c.tls.handshake_timeout_ms], // tls.Server takes it once, when created
+  ['tls.ticket_rotation_ms', (c) => c.tls.ticket_rotation_ms], // every process steps its ticket secret on it
 ];
 
 /** `next` with the restart-only keys of `running`: the config a running process can adopt. */
@@ -274,7 +280,7 @@ export function keepRestartOnly(running: Config, next: Config): Config {
     listen: running.listen,
     admin: running.admin,
     workers: running.workers,
-    tls: { ...next.tls, handshake_timeout_ms: running.tls.handshake_timeout_ms },
+    tls: { ...next.tls, handshake_timeout_ms: running.tls.handshake_timeout_ms, ticket_rotation_ms: running.tls.ticket_rotation_ms },
   };
 }
 

@@ -1,7 +1,6 @@
 // The TLS material a config names: certificates and keys read, checked and made into secure
 // contexts. One mechanism for start-up, reloads, the certificate watch and `--check`.
-import cluster from 'node:cluster';
-import { X509Certificate, createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import tls from 'node:tls';
@@ -17,6 +16,8 @@ export interface TlsMaterial {
   expiresAt: number;
   /** SHA-256 of every file read (tlsFingerprint), to tell a real change on disk from a touch. */
   fingerprint: string;
+  /** Digest of what decides who may resume a session, for the ticket keys (TicketSecrets.keys). */
+  ticketBase: Buffer;
 }
 
 export interface SniEntry {
@@ -148,7 +149,8 @@ export function loadTlsMaterial(cfg: Config['tls'], files: TlsFileBytes = readTl
   return {
     // sessionTimeout: how long a session (ticket) may be resumed. Without it OpenSSL's default,
     // 7200 s, applies, whatever Node's docs say.
-    options: { ...main.options, ticketKeys: ticketKeys(cfg, read), sessionTimeout: SESSION_TIMEOUT_S },
+    options: { ...main.options, sessionTimeout: SESSION_TIMEOUT_S },
+    ticketBase: ticketBase(cfg, read),
     sni,
     expiresAt: Math.min(main.notAfter, ...pairs.map((p) => p.pair.notAfter)),
     fingerprint: tlsFingerprint(files),
@@ -158,31 +160,14 @@ export function loadTlsMaterial(cfg: Config['tls'], files: TlsFileBytes = readTl
 /** Seconds a TLS session may be resumed after the full handshake that made it. */
 export const SESSION_TIMEOUT_S = 300;
 
-/** Hands the primary's ticket salt (hex) to the workers it forks. */
-export const TICKET_SALT_ENV = 'RESP_TLS_PROXY_TICKET_SALT';
-let salt: Buffer | null = null;
-
-/** 32 random bytes made once per start of the proxy: a worker takes its primary's. */
-export function ticketSalt(): Buffer {
-  if (salt === null) {
-    const inherited = cluster.isWorker ? process.env[TICKET_SALT_ENV] : undefined;
-    delete process.env[TICKET_SALT_ENV]; // out of diagnostic reports and child processes
-    salt = inherited !== undefined && /^[0-9a-f]{64}$/.test(inherited) ? Buffer.from(inherited, 'hex') : randomBytes(32);
-  }
-  return salt;
-}
-
 /**
- * The session ticket keys (48 bytes: key name, HMAC key, AES key), derived from what decides who
- * may resume: the server keys, the client CA and whether client certificates are asked for, with
- * a salt made at each start. So every worker issues and takes the same tickets (Node makes random
- * ones per process and per secure context: a client resuming on another worker, or after any
- * reload, got a full handshake), a reload that keeps those files keeps them, and a reload that
- * changes the CA or turns client certificates on makes new ones: a session resumed from before
- * could not prove a client certificate the new settings ask for. The salt is no secret by itself;
- * with the key files it gives the ticket keys, so it is passed to workers but never logged.
+ * What decides who may resume a session, as one digest: the server keys, the client CA and whether
+ * client certificates are asked for. The ticket keys are derived from it (tickets.ts), so a
+ * reload that keeps those files keeps the tickets, and a reload that changes the CA or turns
+ * client certificates on ends them: a session resumed from before could not prove a client
+ * certificate the new settings ask for.
  */
-function ticketKeys(cfg: Config['tls'], read: ReadFile): Buffer {
+function ticketBase(cfg: Config['tls'], read: ReadFile): Buffer {
   const h = createHash('sha256');
   const parts: Array<[string, string]> = [['key', cfg.key_file], ...cfg.sni.map((e): [string, string] => ['sni key', e.key_file])];
   if (cfg.ca_file !== null) parts.push(['client ca', cfg.ca_file]);
@@ -190,5 +175,5 @@ function ticketKeys(cfg: Config['tls'], read: ReadFile): Buffer {
     const bytes = read(file);
     h.update(`${what}\0${bytes.length}\0`).update(bytes);
   }
-  return Buffer.from(hkdfSync('sha256', h.digest(), ticketSalt(), 'resp-tls-proxy session ticket keys', 48));
+  return h.digest();
 }

@@ -5,6 +5,7 @@
 import net, { type AddressInfo, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { MAX_MS, clientsPerProcess, type Config, type WorkerPlace } from '../config/schema.js';
+import { ticketSecrets, type TicketSecrets } from '../config/tickets.js';
 import type { SniEntry, TlsMaterial } from '../config/tls.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
@@ -47,6 +48,7 @@ export class Listener {
   private sockets = 0;
   private config: Config;
   private material: TlsMaterial;
+  private readonly tickets: TicketSecrets;
   private accepting = false;
   /** Connections handed to `server` whose handshake has not ended. */
   private handshaking = 0;
@@ -70,14 +72,18 @@ export class Listener {
   ) {
     this.config = config;
     this.material = material;
+    this.tickets = ticketSecrets(config.tls.ticket_rotation_ms);
     this.server = tls.createServer({
       ...material.options,
+      ticketKeys: this.tickets.keys(material.ticketBase),
       handshakeTimeout: config.tls.handshake_timeout_ms,
       requestCert: config.tls.ca_file !== null,
       rejectUnauthorized: config.tls.ca_file !== null,
       SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
     metrics.certExpiry.set(material.expiresAt);
+    // A new ticket key at each period's start; the last one is forgotten (tickets.ts).
+    this.tickets.keepStepping(() => this.server.setTicketKeys(this.tickets.keys(this.material.ticketBase)));
     // The socket cap is counted here, before any TLS state exists (tls.Server takes injected
     // connections, as its docs say). Not net.Server.maxConnections: under node:cluster a worker
     // at that limit hands the connection back to the primary, which offers it to the next
@@ -151,7 +157,7 @@ export class Listener {
 
   /** New connections get this config and certificate; open ones keep theirs. */
   reload(config: Config, material: TlsMaterial): void {
-    this.server.setSecureContext(material.options);
+    this.server.setSecureContext({ ...material.options, ticketKeys: this.tickets.keys(material.ticketBase) });
     // tls.Server reads these per connection: setting or clearing ca_file turns mTLS on or off.
     const mtls = config.tls.ca_file !== null;
     Object.assign(this.server, { requestCert: mtls, rejectUnauthorized: mtls });

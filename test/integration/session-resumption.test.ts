@@ -107,6 +107,48 @@ describe('session resumption with workers: 2', { timeout: 120_000 }, () => {
   }
 });
 
+describe('ticket keys rotate (tls.ticket_rotation_ms), in step on every worker', { timeout: 120_000 }, () => {
+  const ROTATION_MS = 3_000;
+  const stack = useStack({ proxy: () => ({ workers: 2, tls: { ticket_rotation_ms: ROTATION_MS } }) });
+
+  /** Resolves `ms` into a period (periods start at the clock's multiples of ROTATION_MS). */
+  async function intoPeriod(ms: number, next: boolean): Promise<void> {
+    const now = Date.now();
+    let wait = ROTATION_MS - (now % ROTATION_MS) + ms;
+    if (!next && now % ROTATION_MS < ms) wait = ms - (now % ROTATION_MS); // early in one already
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
+
+  /** Eight visits with `session` (both workers, in turn): whether each resumed. */
+  async function resumes(ca: Buffer, version: '1.2' | '1.3', session: Buffer | undefined): Promise<boolean[]> {
+    const out: boolean[] = [];
+    for (let i = 0; i < 8; i++) {
+      const v = await visit(stack.proxy.port, { ca, version, session });
+      assert.equal(v.served, true, `${v.error}\n${logTail(stack.proxy)}`);
+      out.push(v.reused);
+    }
+    return out;
+  }
+
+  for (const version of ['1.3', '1.2'] as const) {
+    test(`TLS ${version}: a ticket resumes on both workers until the period ends, and not after; the next period's tickets resume on both`, { timeout: 60_000 }, async () => {
+      const ca = readFileSync(stack.certs.caFile);
+      await intoPeriod(200, false);
+      const started = Date.now();
+      const first = await visit(stack.proxy.port, { ca, version });
+      assert.equal(first.served, true, first.error);
+      assert.deepEqual(await resumes(ca, version, first.session), Array(8).fill(true), 'within the period');
+      assert.ok(Date.now() - started < ROTATION_MS - 500, 'the visits took most of the period: the test cannot tell');
+
+      await intoPeriod(200, true);
+      const after = await visit(stack.proxy.port, { ca, version, session: first.session });
+      assert.equal(after.served, true, after.error);
+      assert.equal(after.reused, false, 'a ticket from the last period does not resume');
+      assert.deepEqual(await resumes(ca, version, after.session), Array(8).fill(true), 'the new period\'s ticket, on either worker');
+    });
+  }
+});
+
 describe('session resumption across reloads', { timeout: 120_000 }, () => {
   // Certificate files of its own, to change them.
   const dir = makeTempDir('resp-tls-proxy-resume-');

@@ -49,6 +49,7 @@ describe('parseConfigText', () => {
         handshake_timeout_ms: 10000,
         max_handshakes: 256,
         poll_interval_ms: 60000,
+        ticket_rotation_ms: 3600000,
         self_signed_if_missing: false,
         allow: null,
         sni: [],
@@ -150,6 +151,15 @@ describe('parseConfigText', () => {
     assert.deepEqual(keepalive('999').problems, problem);
     assert.deepEqual(keepalive('-1').problems, problem);
     assert.deepEqual(keepalive('2147483648').problems, problem);
+  });
+
+  it('rotates ticket keys no more often than once a second', () => {
+    const rotation = (v: string) => parseConfigText(`${MINIMAL}  ticket_rotation_ms: ${v}\n`, 'p.yaml');
+    assert.equal(rotation('1000').config?.tls.ticket_rotation_ms, 1000);
+    assert.equal(rotation('86400000').config?.tls.ticket_rotation_ms, 86400000);
+    const problem = ['p.yaml:4: tls.ticket_rotation_ms: must be an integer from 1000 to 2147483647 (ms)'];
+    assert.deepEqual(rotation('999').problems, problem);
+    assert.deepEqual(rotation('0').problems, problem);
   });
 
   it('takes the TLS overhead limit off (0) or as bytes', () => {
@@ -555,7 +565,7 @@ describe('usable CPUs: the cgroup CPU quota counts (Node 20 does not apply it to
 describe('restart-only keys', () => {
   const running = configSchema.parse({ tls: { cert_file: '/c.pem', key_file: '/k.pem' }, backend: { host: 'a', port: 6379 } });
   const next = configSchema.parse({
-    tls: { cert_file: '/c2.pem', key_file: '/k2.pem', handshake_timeout_ms: 2000 },
+    tls: { cert_file: '/c2.pem', key_file: '/k2.pem', handshake_timeout_ms: 2000, ticket_rotation_ms: 60000 },
     backend: { host: 'b', port: 6380 },
     listen: { port: 7000 },
     admin: { port: 9999 },
@@ -564,15 +574,15 @@ describe('restart-only keys', () => {
     log: { level: 'warn' },
   });
 
-  it('restartOnlyChanges names listen, admin, workers and tls.handshake_timeout_ms when they change', () => {
-    assert.deepEqual(restartOnlyChanges(running, next), ['listen', 'admin', 'workers', 'tls.handshake_timeout_ms']);
+  it('restartOnlyChanges names listen, admin, workers, tls.handshake_timeout_ms and tls.ticket_rotation_ms when they change', () => {
+    assert.deepEqual(restartOnlyChanges(running, next), ['listen', 'admin', 'workers', 'tls.handshake_timeout_ms', 'tls.ticket_rotation_ms']);
     assert.deepEqual(restartOnlyChanges(running, running), []);
   });
 
   it('keepRestartOnly takes exactly those from the running config and everything else from the new one', () => {
     const adopted = keepRestartOnly(running, next);
     assert.deepEqual(restartOnlyChanges(running, adopted), []);
-    assert.deepEqual(adopted, { ...next, listen: running.listen, admin: running.admin, workers: running.workers, tls: { ...next.tls, handshake_timeout_ms: running.tls.handshake_timeout_ms } });
+    assert.deepEqual(adopted, { ...next, listen: running.listen, admin: running.admin, workers: running.workers, tls: { ...next.tls, handshake_timeout_ms: running.tls.handshake_timeout_ms, ticket_rotation_ms: running.tls.ticket_rotation_ms } });
     assert.equal(adopted.backend.host, 'b');
     assert.equal(adopted.limits.max_clients, 5);
     assert.equal(adopted.tls.cert_file, '/c2.pem');
