@@ -8,12 +8,13 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
 import { WORKER_CONFIG_ENV, loadConfigFile } from './config/load.js';
-import { type Config, type WorkerPlace, keepRestartOnly, workerCount } from './config/schema.js';
+import { type Config, type WorkerPlace, clientsPerProcess, keepRestartOnly, workerCount } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
 import { TICKET_STATE_ENV, ticketSecrets } from './config/tickets.js';
 import { loadTlsMaterial } from './config/tls.js';
 import { usableCpus } from './config/cpus.js';
+import { fdsNeeded, openFileLimit } from './config/fds.js';
 import { Listener } from './proxy/listener.js';
 import { pingBackend } from './proxy/upstream.js';
 import { takeEarlySighup, takeEarlyStops } from './early-signals.js';
@@ -143,6 +144,7 @@ function readiness(state: { current: Config; draining: boolean }, listening: () 
 }
 
 async function runSingle(config: Config, configPath: string, log: Logger): Promise<void> {
+  warnIfFewFds(config, config.limits.max_clients, log);
   const version = packageVersion();
   const metrics = createMetrics(version);
   const serving = await startServing(config, configPath, metrics, log);
@@ -315,6 +317,18 @@ function monotonic(list: MetricList): MetricList {
   return (list as { type?: string }[]).filter((m) => m.type === 'counter' || m.type === 'histogram');
 }
 
+/** A warning at start when the open-file limit cannot hold `clients`: a process's share of limits.max_clients. */
+function warnIfFewFds(config: Config, clients: number, log: Logger): void {
+  const limit = openFileLimit();
+  const needed = fdsNeeded(clients);
+  if (limit !== null && limit < needed) {
+    log.warn(
+      { max_fds: limit, max_clients: config.limits.max_clients, needed },
+      'the open-file limit is below what limits.max_clients needs (two per client: its socket and its backend connection): raise it (ulimit -n, systemd LimitNOFILE) or lower max_clients',
+    );
+  }
+}
+
 /** Several metric lists summed into one (aggregate() wraps plain values, so get() is synchronous). */
 function summed(lists: MetricList[]): MetricList {
   return AggregatorRegistry.aggregate(lists).getMetricsAsArray().map((m) => (m as unknown as { get(): object }).get());
@@ -327,6 +341,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
   tickets.keepStepping(); // so the primary holds no earlier period's secret either
   const cpus = usableCpus();
   if (count > cpus) log.warn({ workers: count, cpus }, 'more workers than CPUs: each one costs memory, none adds throughput');
+  warnIfFewFds(config, clientsPerProcess(config, { slot: 0, of: count }), log); // the largest share; workers inherit the limit
   const workerMetrics = new WorkerMetrics(log);
   const own = new Registry();
   const restarts = new Counter({

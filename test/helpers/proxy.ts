@@ -45,7 +45,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * Resolves once the proxy logs `"msg":"listening"` with numeric `port` and `admin_port`;
  * rejects with the captured output if it exits first or 10 s pass.
  */
-export async function startProxy(config: Config = {}, opts: { startTimeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Proxy> {
+export async function startProxy(config: Config = {}, opts: { startTimeoutMs?: number; env?: NodeJS.ProcessEnv; openFileLimit?: number } = {}): Promise<Proxy> {
   if (!existsSync(PROXY_CLI)) throw new Error(`${PROXY_CLI} does not exist: run \`npx tsc -p tsconfig.json\` first`);
   const certs = await sharedCerts();
   const cfg: Config = { ...config };
@@ -58,7 +58,10 @@ export async function startProxy(config: Config = {}, opts: { startTimeoutMs?: n
   const configFile = path.join(dir, 'proxy.yaml');
   writeFileSync(configFile, YAML.stringify(cfg));
 
-  const child = spawn(process.execPath, [PROXY_CLI, '--config', configFile], {
+  // openFileLimit: through a shell's ulimit -n (soft and hard), which the proxy inherits.
+  const argv = [process.execPath, PROXY_CLI, '--config', configFile];
+  const [command, ...args] = opts.openFileLimit === undefined ? argv : ['/bin/sh', '-c', `ulimit -n ${opts.openFileLimit} && exec "$@"`, 'sh', ...argv];
+  const child = spawn(command!, args, {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...(opts.env ?? {}) },

@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import { describe, test } from 'node:test';
 import { sleep, waitFor } from '../helpers/common.js';
 import { logTail, useStack } from '../helpers/fixture.js';
-import { metricValue, waitForMetric } from '../helpers/proxy.js';
+import { metricValue, startProxy, waitForMetric } from '../helpers/proxy.js';
 import { encodeCommand } from '../helpers/resp.js';
 import { describe as showResult, strictClient } from '../helpers/strict-client.js';
 
@@ -184,3 +184,33 @@ for (const workers of [1, 2]) {
     });
   });
 }
+
+describe('an open-file limit below what limits.max_clients needs', { timeout: 60_000 }, () => {
+  // Each client takes two file descriptors (its socket, its backend connection): past the limit,
+  // accepts and backend connects fail long before max_clients turns anyone away. A warning at
+  // start says so, once, with workers too (they inherit the limit).
+  const FEW_FDS = 'the open-file limit is below what limits.max_clients needs (two per client: its socket and its backend connection): raise it (ulimit -n, systemd LimitNOFILE) or lower max_clients';
+
+  for (const workers of [1, 2]) {
+    test(`workers: ${workers}: ulimit -n 300 with max_clients 1000 warns at start; with max_clients 100 it does not`, async () => {
+      const low = await startProxy({ workers, limits: { max_clients: 1000 } }, { openFileLimit: 300 });
+      try {
+        await waitFor('the warning', () => low.logs().some((r) => r.msg === FEW_FDS), 5_000).catch(() => undefined);
+        const warnings = low.logs().filter((r) => r.msg === FEW_FDS);
+        assert.equal(warnings.length, 1, JSON.stringify(low.logs()));
+        assert.equal(warnings[0]!.level, 40);
+        assert.equal(warnings[0]!.max_fds, 300);
+        assert.equal(warnings[0]!.needed, 2000 / workers);
+      } finally {
+        await low.stop();
+      }
+      const enough = await startProxy({ workers, limits: { max_clients: 100 } }, { openFileLimit: 300 });
+      try {
+        await sleep(300);
+        assert.deepEqual(enough.logs().filter((r) => r.msg === FEW_FDS), []);
+      } finally {
+        await enough.stop();
+      }
+    });
+  }
+});
