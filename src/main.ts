@@ -11,7 +11,7 @@ import { WORKER_CONFIG_ENV, loadConfigFile } from './config/load.js';
 import { type Config, type WorkerPlace, clientsPerProcess, keepRestartOnly, workerCount } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
-import { TICKET_STATE_ENV, ticketSecrets } from './config/tickets.js';
+import { ticketSecrets } from './config/tickets.js';
 import { loadTlsMaterial } from './config/tls.js';
 import { usableCpus } from './config/cpus.js';
 import { fdsNeeded, openFileLimit } from './config/fds.js';
@@ -57,10 +57,12 @@ const WORKER_PLACE_ENV = 'RESP_TLS_PROXY_WORKER_PLACE';
 type WorkerMessage =
   | { type: 'listening'; port: number; host: string }
   | { type: 'draining' }
+  /** At start: the ticket secret's state, please (tickets.ts). */
+  | { type: 'ticket-state?' }
   /** Its metrics as it exits after a shutdown: what it counted since the last scrape (the shutdown closes) is not lost. */
   | { type: 'final-metrics'; metrics: MetricList[] };
 /** From the primary: shut down (now: close every connection at once, the second signal). */
-type PrimaryMessage = { type: 'stop'; now: boolean };
+type PrimaryMessage = { type: 'stop'; now: boolean } | { type: 'ticket-state'; state: string };
 
 /** Run the proxy until SIGTERM/SIGINT; the process exits 0 after an orderly shutdown. */
 export async function runProxy(config: Config, configPath: string): Promise<void> {
@@ -178,6 +180,9 @@ async function runWorker(config: Config, configPath: string, log: Logger): Promi
   AggregatorRegistry.setRegistries([metrics.registry]);
   new AggregatorRegistry(); // its constructor installs the worker's answer to the primary's metrics requests
   const [slot, of] = (process.env[WORKER_PLACE_ENV] ?? '0/1').split('/').map(Number) as [number, number];
+  const ticketState = await askTicketState();
+  if (ticketState === undefined) log.warn('the primary sent no session ticket state in 5 s: tickets this worker issues resume on it alone');
+  ticketSecrets(config.tls.ticket_rotation_ms, ticketState);
   const serving = await startServing(config, configPath, metrics, log, { slot, of });
   send({ type: 'listening', port: serving.address.port, host: serving.address.address });
   let exiting = false;
@@ -208,6 +213,27 @@ async function runWorker(config: Config, configPath: string, log: Logger): Promi
 
 function send(message: WorkerMessage): void {
   process.send?.(message);
+}
+
+/**
+ * The primary's ticket secret state, asked for over IPC (a question the primary answers, so no
+ * message can come before this process listens for it): not in the environment, which the
+ * process keeps readable in /proc/PID/environ for its whole life.
+ */
+function askTicketState(timeoutMs = 5_000): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const done = (state: string | undefined): void => {
+      clearTimeout(timer);
+      process.off('message', onMessage);
+      resolve(state);
+    };
+    const onMessage = (msg: PrimaryMessage): void => {
+      if (msg?.type === 'ticket-state') done(msg.state);
+    };
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    process.on('message', onMessage);
+    send({ type: 'ticket-state?' });
+  });
 }
 
 /**
@@ -336,7 +362,8 @@ function summed(lists: MetricList[]): MetricList {
 
 async function runPrimary(config: Config, configPath: string, count: number, log: Logger): Promise<void> {
   loadTlsMaterial(config.tls); // files that do not load: one ConfigError here (exit 2), not one per worker
-  // The workers' ticket secrets start from this one: every worker issues and takes the same tickets.
+  // The workers' ticket secrets start from this one (each asks for it): every worker issues and
+  // takes the same tickets.
   const tickets = ticketSecrets(config.tls.ticket_rotation_ms);
   tickets.keepStepping(); // so the primary holds no earlier period's secret either
   const cpus = usableCpus();
@@ -376,10 +403,14 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     const w = cluster.fork({
       [WORKER_CONFIG_ENV]: JSON.stringify(state.current),
       [WORKER_PLACE_ENV]: `${slot}/${count}`,
-      [TICKET_STATE_ENV]: tickets.handDown(), // the same session tickets in every worker
     });
     started.set(w.id, { at: Date.now(), slot });
     w.on('message', (msg: WorkerMessage) => {
+      if (msg.type === 'ticket-state?') {
+        const answer: PrimaryMessage = { type: 'ticket-state', state: tickets.handDown() };
+        w.send(answer, () => undefined); // a worker gone meanwhile: nothing to do (without a callback, an 'error')
+        return;
+      }
       if (msg.type === 'listening') {
         listening.add(w.id);
         everListened = true;

@@ -81,7 +81,7 @@ export const configSchema = z
         ticket_rotation_ms: intIn(1000, MAX_MS, `must be an integer from 1000 to ${MAX_MS} (ms)`)
           .default(3600000)
           .describe(
-            'Change the session ticket key this often, at the clock\'s multiples of it, forgetting the one before: tickets issued under it no longer resume, and a later copy of the process memory cannot open tickets recorded earlier. Restart to change.',
+            'Change the session ticket key this often (on the monotonic clock, every worker at once), forgetting the one before: tickets issued under it no longer resume, and a later copy of the process memory cannot open tickets recorded earlier. Restart to change.',
           ),
         self_signed_if_missing: z
           .boolean()

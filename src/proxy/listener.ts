@@ -73,17 +73,23 @@ export class Listener {
     this.config = config;
     this.material = material;
     this.tickets = ticketSecrets(config.tls.ticket_rotation_ms);
+    const keys = this.tickets.keys(material.ticketBase);
     this.server = tls.createServer({
       ...material.options,
-      ticketKeys: this.tickets.keys(material.ticketBase),
+      ticketKeys: keys,
       handshakeTimeout: config.tls.handshake_timeout_ms,
       requestCert: config.tls.ca_file !== null,
       rejectUnauthorized: config.tls.ca_file !== null,
       SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
+    this.forgetTicketKeys(keys);
     metrics.certExpiry.set(material.expiresAt);
     // A new ticket key at each period's start; the last one is forgotten (tickets.ts).
-    this.tickets.keepStepping(() => this.server.setTicketKeys(this.tickets.keys(this.material.ticketBase)));
+    this.tickets.keepStepping(() => {
+      const next = this.tickets.keys(this.material.ticketBase);
+      this.server.setTicketKeys(next);
+      this.forgetTicketKeys(next);
+    });
     // The socket cap is counted here, before any TLS state exists (tls.Server takes injected
     // connections, as its docs say). Not net.Server.maxConnections: under node:cluster a worker
     // at that limit hands the connection back to the primary, which offers it to the next
@@ -157,13 +163,25 @@ export class Listener {
 
   /** New connections get this config and certificate; open ones keep theirs. */
   reload(config: Config, material: TlsMaterial): void {
-    this.server.setSecureContext({ ...material.options, ticketKeys: this.tickets.keys(material.ticketBase) });
+    const keys = this.tickets.keys(material.ticketBase);
+    this.server.setSecureContext({ ...material.options, ticketKeys: keys });
+    this.forgetTicketKeys(keys);
     // tls.Server reads these per connection: setting or clearing ca_file turns mTLS on or off.
     const mtls = config.tls.ca_file !== null;
     Object.assign(this.server, { requestCert: mtls, rejectUnauthorized: mtls });
     this.metrics.certExpiry.set(material.expiresAt);
     this.config = config;
     this.material = material;
+  }
+
+  /**
+   * Leaves no copy of a ticket key in JavaScript once Node has it (it copies the key into the
+   * secure context): tls.Server keeps the ticketKeys it was last given in a field for as long as
+   * it lives (setTicketKeys does not replace it), so that goes, and our Buffer is wiped.
+   */
+  private forgetTicketKeys(keys: Buffer): void {
+    (this.server as { ticketKeys?: Buffer }).ticketKeys = undefined;
+    keys.fill(0);
   }
 
   /** Stop accepting; open connections go on. */

@@ -505,13 +505,14 @@ export class Session {
   }
 
   private onClientEnd(): void {
+    if (this.phase === 'drain') return this.finalize(); // both sides are done
+    // Before our FIN: a connection the kernel no longer has was reset, with an error Node dropped.
+    // There is no one left to answer, nor input to drain.
     if (this.status !== 'closed' && connectionGone(this.client)) {
-      // A reset whose error Node dropped: there is no one left to answer, nor input to drain.
       this.clientError ??= 'ENOTCONN';
       return this.status === 'closing' ? this.finalize() : this.closeNow('client_reset');
     }
     if (this.status === 'connecting' || this.status === 'proxying') return this.close('client_closed');
-    if (this.phase === 'drain') return this.finalize(); // both sides are done
     if (this.phase === 'backend' && this.unavailable !== null) this.endClient(); // no command will come
   }
 
@@ -786,15 +787,17 @@ function tlsOwnOutput(socket: TLSSocket): number {
 /**
  * Whether the kernel has closed the client's TCP connection under us: getpeername fails
  * (ENOTCONN) once a reset has closed it, while after the client's FIN alone (CLOSE_WAIT) it still
- * answers. Node can drop the error of a write that TLS makes of its own: a reset that comes while
- * it writes the TLS 1.3 session tickets is reported to no one, the reads that follow see only the
- * end of the input, and the session's writes never complete. Asked of the TLS handle, which
- * passes it to the TCP handle (not a documented API: read on Node 20 and 26, and the reset test
- * fails if it ever stops answering); false when it cannot be told.
+ * answers. (After both sides' FINs it fails too: asked only before ours is out.) Node can drop
+ * the error of a write that TLS makes of its own: a reset that comes while it writes the TLS 1.3
+ * session tickets is reported to no one, the reads that follow see only the end of the input,
+ * and the session's writes never complete. Asked of the TLS handle, which passes it to the TCP
+ * handle (not a documented API: read on Node 20 and 26, and the reset test fails if it ever stops
+ * answering); false when it cannot be told.
  */
 function connectionGone(socket: TLSSocket): boolean {
-  const handle = (socket as unknown as { _handle?: { getpeername?: (out: object) => number } | null })._handle;
-  return typeof handle?.getpeername === 'function' && handle.getpeername({}) !== 0;
+  const handle = (socket as unknown as { _handle?: { getpeername?: (out: object) => number | undefined } | null })._handle;
+  const err = typeof handle?.getpeername === 'function' ? handle.getpeername({}) : undefined;
+  return typeof err === 'number' && err < 0;
 }
 
 /**

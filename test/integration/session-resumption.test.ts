@@ -16,6 +16,10 @@ import { logTail, useStack, type Stack } from '../helpers/fixture.js';
 import { metricValue, type Proxy } from '../helpers/proxy.js';
 
 const RESUMED = 'resp_tls_proxy_tls_handshakes_resumed_total';
+/** The system's monotonic clock (CLOCK_MONOTONIC, as the proxy's), in ms: the same in every process. */
+const monotonicMs = (): number => Number(process.hrtime.bigint() / 1_000_000n);
+/** tls.ticket_rotation_ms at its longest (~24.8 days), for tests that must not see a key change. */
+const NO_ROTATION = 2_147_483_647;
 
 interface Visit {
   /** The proxy answered PING with +PONG. */
@@ -86,7 +90,8 @@ async function reloadWith(proxy: Proxy, config: Record<string, unknown>): Promis
 }
 
 describe('session resumption with workers: 2', { timeout: 120_000 }, () => {
-  const stack = useStack({ proxy: () => ({ workers: 2 }) });
+  // The longest rotation: a key change within a test would fail it (one is tested below).
+  const stack = useStack({ proxy: () => ({ workers: 2, tls: { ticket_rotation_ms: NO_ROTATION } }) });
 
   for (const version of ['1.3', '1.2'] as const) {
     test(`TLS ${version}: a ticket from one worker resumes on every worker`, { timeout: 60_000 }, async (t) => {
@@ -111,9 +116,9 @@ describe('ticket keys rotate (tls.ticket_rotation_ms), in step on every worker',
   const ROTATION_MS = 3_000;
   const stack = useStack({ proxy: () => ({ workers: 2, tls: { ticket_rotation_ms: ROTATION_MS } }) });
 
-  /** Resolves `ms` into a period (periods start at the clock's multiples of ROTATION_MS). */
+  /** Resolves `ms` into a period (periods start at the monotonic clock's multiples of ROTATION_MS). */
   async function intoPeriod(ms: number, next: boolean): Promise<void> {
-    const now = Date.now();
+    const now = monotonicMs();
     let wait = ROTATION_MS - (now % ROTATION_MS) + ms;
     if (!next && now % ROTATION_MS < ms) wait = ms - (now % ROTATION_MS); // early in one already
     await new Promise((resolve) => setTimeout(resolve, wait));
@@ -134,11 +139,11 @@ describe('ticket keys rotate (tls.ticket_rotation_ms), in step on every worker',
     test(`TLS ${version}: a ticket resumes on both workers until the period ends, and not after; the next period's tickets resume on both`, { timeout: 60_000 }, async () => {
       const ca = readFileSync(stack.certs.caFile);
       await intoPeriod(200, false);
-      const started = Date.now();
+      const started = monotonicMs();
       const first = await visit(stack.proxy.port, { ca, version });
       assert.equal(first.served, true, first.error);
       assert.deepEqual(await resumes(ca, version, first.session), Array(8).fill(true), 'within the period');
-      assert.ok(Date.now() - started < ROTATION_MS - 500, 'the visits took most of the period: the test cannot tell');
+      assert.ok(monotonicMs() - started < ROTATION_MS - 500, 'the visits took most of the period: the test cannot tell');
 
       await intoPeriod(200, true);
       const after = await visit(stack.proxy.port, { ca, version, session: first.session });
@@ -160,7 +165,7 @@ describe('session resumption across reloads', { timeout: 120_000 }, () => {
     proxy: () => {
       copyFileSync(stack.certs.certFile, certFile);
       copyFileSync(stack.certs.keyFile, keyFile);
-      return { tls: { cert_file: certFile, key_file: keyFile } };
+      return { tls: { cert_file: certFile, key_file: keyFile, ticket_rotation_ms: NO_ROTATION } };
     },
   });
   const config = (tlsExtra: Record<string, unknown> = {}): Record<string, unknown> => {
