@@ -164,12 +164,12 @@ export class Session {
    * all. A client that sends records carrying (next to) no data makes the process work for
    * nothing, and its reads hold up every other client's (Node reads a socket up to 32 times in a
    * row). What came in encrypted beyond the data it carried is TLS's overhead, ~22 to 29 bytes a
-   * record; past limits.tls_overhead_bytes (128 KiB by default: some 5,000 records with no data,
+   * record. Past limits.tls_overhead_bytes (128 KiB by default: some 5,000 records with no data,
    * far more than a client sends outside a flood; the handshake is not counted) plus
-   * TLS_OVERHEAD_PER_BYTE per data byte within a window of TLS_OVERHEAD_WINDOW_MS (256 KiB/s,
-   * sustained, by default) the connection is torn down at once: reading on
-   * would go on paying for the flood. The listener looks more often than the window is long, so
-   * a flood is found within ~100 ms of passing the limit while a few hundred sessions are open.
+   * TLS_OVERHEAD_PER_BYTE per data byte within a window of TLS_OVERHEAD_WINDOW_MS (256 KiB/s
+   * sustained, by default) the connection is torn down at once: reading on would go on paying
+   * for the flood. The listener looks more often than the window is long, so a flood is found
+   * within ~100 ms of passing the limit while a few hundred sessions are open.
    */
   checkTls(): void {
     if (this.status === 'closed') return;
