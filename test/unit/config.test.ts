@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { createSelfSignedCertificate, ensureDevCertificate } from '../../src/config/devcert.js';
 import { ConfigError, checkConfigFile, loadConfigFile, parseConfigText } from '../../src/config/load.js';
 import { cgroupCpuQuota, usableCpus } from '../../src/config/cpus.js';
-import { clientsPerProcess, configSchema, keepRestartOnly, renderConfigJsonSchema, restartOnlyChanges, workerCount } from '../../src/config/schema.js';
+import { clientsPerProcess, configSchema, keepRestartOnly, renderConfigJsonSchema, restartOnlyChanges, workerCount, type Config } from '../../src/config/schema.js';
 
 const repoRoot = new URL('../../../', import.meta.url);
 
@@ -143,33 +143,25 @@ describe('parseConfigText', () => {
     ]);
   });
 
+  /** One key's accepted values (the YAML text, the value parsed) and rejected ones (each with `problem` alone). */
+  const assertKey = (yaml: (v: string) => string, get: (c: Config) => unknown, accepted: Array<[string, unknown]>, problem: string, rejected: string[]): void => {
+    for (const [text, value] of accepted) assert.equal(get(parseConfigText(yaml(text), 'p.yaml').config!), value, text);
+    for (const text of rejected) assert.deepEqual(parseConfigText(yaml(text), 'p.yaml').problems, [problem], text);
+  };
+
   it('takes TCP keepalive off (0) or from 1 s: below, probes would start at once', () => {
-    const keepalive = (v: string) => parseConfigText(`${MINIMAL}limits: { tcp_keepalive_ms: ${v} }\n`, 'p.yaml');
-    assert.equal(keepalive('0').config?.limits.tcp_keepalive_ms, 0);
-    assert.equal(keepalive('1000').config?.limits.tcp_keepalive_ms, 1000);
-    const problem = ['p.yaml:4: limits.tcp_keepalive_ms: must be 0 (off) or an integer from 1000 to 2147483647 (ms)'];
-    assert.deepEqual(keepalive('999').problems, problem);
-    assert.deepEqual(keepalive('-1').problems, problem);
-    assert.deepEqual(keepalive('2147483648').problems, problem);
+    assertKey((v) => `${MINIMAL}limits: { tcp_keepalive_ms: ${v} }\n`, (c) => c.limits.tcp_keepalive_ms, [['0', 0], ['1000', 1000]],
+      'p.yaml:4: limits.tcp_keepalive_ms: must be 0 (off) or an integer from 1000 to 2147483647 (ms)', ['999', '-1', '2147483648']);
   });
 
   it('rotates ticket keys no more often than once a second', () => {
-    const rotation = (v: string) => parseConfigText(`${MINIMAL}  ticket_rotation_ms: ${v}\n`, 'p.yaml');
-    assert.equal(rotation('1000').config?.tls.ticket_rotation_ms, 1000);
-    assert.equal(rotation('86400000').config?.tls.ticket_rotation_ms, 86400000);
-    const problem = ['p.yaml:4: tls.ticket_rotation_ms: must be an integer from 1000 to 2147483647 (ms)'];
-    assert.deepEqual(rotation('999').problems, problem);
-    assert.deepEqual(rotation('0').problems, problem);
+    assertKey((v) => `${MINIMAL}  ticket_rotation_ms: ${v}\n`, (c) => c.tls.ticket_rotation_ms, [['1000', 1000], ['86400000', 86400000]],
+      'p.yaml:4: tls.ticket_rotation_ms: must be an integer from 1000 to 2147483647 (ms)', ['999', '0']);
   });
 
   it('takes the TLS overhead limit off (0) or as bytes', () => {
-    const overhead = (v: string) => parseConfigText(`${MINIMAL}limits: { tls_overhead_bytes: ${v} }\n`, 'p.yaml');
-    assert.equal(overhead('0').config?.limits.tls_overhead_bytes, 0);
-    assert.equal(overhead('1048576').config?.limits.tls_overhead_bytes, 1048576);
-    const problem = ['p.yaml:4: limits.tls_overhead_bytes: must be 0 (no limit) or a positive integer (bytes)'];
-    assert.deepEqual(overhead('-1').problems, problem);
-    assert.deepEqual(overhead('1.5').problems, problem);
-    assert.deepEqual(overhead('"128k"').problems, problem);
+    assertKey((v) => `${MINIMAL}limits: { tls_overhead_bytes: ${v} }\n`, (c) => c.limits.tls_overhead_bytes, [['0', 0], ['1048576', 1048576]],
+      'p.yaml:4: limits.tls_overhead_bytes: must be 0 (no limit) or a positive integer (bytes)', ['-1', '1.5', '"128k"']);
   });
 
   it('rejects an allow list that names no identity: it would refuse every client', () => {
