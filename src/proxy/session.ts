@@ -506,8 +506,9 @@ export class Session {
 
   private onClientEnd(): void {
     if (this.phase === 'drain') return this.finalize(); // both sides are done
-    // Before our FIN: a connection the kernel no longer has was reset, with an error Node dropped.
-    // There is no one left to answer, nor input to drain.
+    // Before our FIN: a connection the kernel no longer has was reset (after the client's FIN,
+    // when our replies reached it; or with an error Node dropped). No one is left to answer, nor
+    // input to drain, and writes may never complete.
     if (this.status !== 'closed' && connectionGone(this.client)) {
       this.clientError ??= 'ENOTCONN';
       return this.status === 'closing' ? this.finalize() : this.closeNow('client_reset');
@@ -787,10 +788,11 @@ function tlsOwnOutput(socket: TLSSocket): number {
 /**
  * Whether the kernel has closed the client's TCP connection under us: getpeername fails
  * (ENOTCONN) once a reset has closed it, while after the client's FIN alone (CLOSE_WAIT) it still
- * answers. (After both sides' FINs it fails too: asked only before ours is out.) Node can drop
- * the error of a write that TLS makes of its own: a reset that comes while it writes the TLS 1.3
- * session tickets is reported to no one, the reads that follow see only the end of the input,
- * and the session's writes never complete. Asked of the TLS handle, which passes it to the TCP
+ * answers. (After both sides' FINs it fails too: asked only before ours is out.) A reset can
+ * come before the end of the input is read: a client closes, and resets when our replies reach
+ * it. And Node can drop its error: a reset that comes while TLS writes the TLS 1.3 session
+ * tickets (a write of its own) is reported to no one, the reads that follow see only the end of
+ * the input, and the session's writes never complete. Asked of the TLS handle, which passes it to the TCP
  * handle (not a documented API: read on Node 20 and 26, and the reset test fails if it ever stops
  * answering); false when it cannot be told.
  */

@@ -395,10 +395,12 @@ export async function runFaultsUnderLoad(opts: FaultsOptions, started: (p: { red
 /**
  * An abrupt close the client caused: it reset the connection while it was open (client_reset), or
  * it vanished while the proxy was closing it in order — our close_notify met a reset or a broken
- * pipe (redis-benchmark exits on its first error reply and drops its other connections so).
+ * pipe (redis-benchmark exits on its first error reply and drops its other connections so), or
+ * the kernel had already closed the connection on a reset when the proxy read the end of its
+ * input (ENOTCONN: a client that closed, then reset when our replies reached it).
  */
 export function clientWentAway(rec: Record<string, unknown>): boolean {
-  return rec.reason === 'client_reset' || rec.client_error === 'ECONNRESET' || rec.client_error === 'EPIPE';
+  return rec.reason === 'client_reset' || rec.client_error === 'ECONNRESET' || rec.client_error === 'EPIPE' || rec.client_error === 'ENOTCONN';
 }
 
 /** The figures, one per line. */
