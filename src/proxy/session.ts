@@ -113,6 +113,8 @@ export class Session {
   private bytesIn = 0;
   private bytesOut = 0;
   private clientError: string | null = null; // first client socket error, logged with an abrupt close
+  /** The kernel closed the client's connection (a reset; connectionGone): nothing more is written to it. */
+  private clientGone = false;
   private tlsOutput = 0; // TLS's own output when it passed TLS_OWN_OUTPUT_MAX, logged with the close
   /** The TCP socket under the client's TLS: its bytesRead counts what came in encrypted. */
   private readonly raw: Socket | undefined;
@@ -313,7 +315,7 @@ export class Session {
    */
   private repliesSettled(): boolean {
     const backend = this.backend!;
-    if ((!this.counter.broken && this.counter.midReply) || this.client.writableNeedDrain || backend.writableNeedDrain) return false;
+    if ((!this.counter.broken && this.counter.midReply) || (this.client.writableNeedDrain && !this.clientGone) || backend.writableNeedDrain) return false;
     // Commands still being written, with no 'drain' to come (no write returned false): the
     // quiet period starts over until they are out.
     if (backend.writableLength > 0) this.backendActiveAt = performance.now();
@@ -339,6 +341,7 @@ export class Session {
 
   /** Phase 4: the error reply, close_notify and FIN. */
   private endClient(): void {
+    if (this.clientGone) return this.finalize(); // no one to send them to
     this.phase = 'flush';
     if (this.backend !== null && !this.backendClosed) this.backend.destroy();
     if (this.finalReply !== null && this.madeUpReplyFits()) this.writeClient(this.finalReply);
@@ -508,10 +511,14 @@ export class Session {
     if (this.phase === 'drain') return this.finalize(); // both sides are done
     // Before our FIN: a connection the kernel no longer has was reset (after the client's FIN,
     // when our replies reached it; or with an error Node dropped). No one is left to answer, nor
-    // input to drain, and writes may never complete.
+    // input to drain, and writes to it may never complete. What it sent is still forwarded and
+    // waited for (phase 2), as for any client that leaves; then the close ends without phase 4.
     if (this.status !== 'closed' && connectionGone(this.client)) {
       this.clientError ??= 'ENOTCONN';
-      return this.status === 'closing' ? this.finalize() : this.closeNow('client_reset');
+      this.clientGone = true;
+      if (this.backend !== null && !this.backendClosed) this.backend.resume(); // paused for the client, maybe
+      if (this.status === 'closing' && this.phase !== 'backend') return this.finalize();
+      return this.close('client_reset'); // when already closing, phase 2 goes on
     }
     if (this.status === 'connecting' || this.status === 'proxying') return this.close('client_closed');
     if (this.phase === 'backend' && this.unavailable !== null) this.endClient(); // no command will come
@@ -547,7 +554,7 @@ export class Session {
   }
 
   private writeClient(data: Buffer): void {
-    if (this.client.destroyed) return;
+    if (this.client.destroyed || this.clientGone) return;
     this.bytesOut += data.length;
     this.deps.metrics.hot.toClient += data.length;
     if (data.buffer === READ_BUFFER.buffer && (this.client.writableLength > 0 || this.client.writableCorked > 0)) {

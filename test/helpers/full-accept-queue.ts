@@ -40,6 +40,7 @@ export async function fullAcceptQueue(relayTo?: number): Promise<FullAcceptQueue
     's.listen(0)',
     'print(s.getsockname()[1],flush=True)',
     'if not sys.stdin.readline(): sys.exit()',
+    's.listen(128)', // room for every waiting connect's next SYN (a second listen() resizes the queue)
     'held=[]',
     'while True:',
     '  c,_=s.accept()',

@@ -60,12 +60,14 @@ export async function nodeTlsExchange(opts: { port: number; ca?: Buffer | string
 }
 
 /** Connects, sends `payload`, waits `waitMs`, then resets the TCP connection (RST, no close_notify, no FIN). */
-export async function sendThenReset(opts: { port: number; ca?: Buffer | string; payload: Buffer; waitMs?: number }): Promise<Buffer> {
+export async function sendThenReset(opts: { port: number; ca?: Buffer | string; payload: Buffer; waitMs?: number; fromWrite?: boolean }): Promise<Buffer> {
   const { sock, raw } = await connect(opts.port, opts.ca);
   const data: Buffer[] = [];
   sock.on('data', (d: Buffer) => data.push(d));
   sock.on('error', () => {});
-  await new Promise<void>((resolve) => sock.write(opts.payload, () => resolve()));
+  // fromWrite: waitMs counts from the write() call, not from its completion.
+  if (opts.fromWrite) sock.write(opts.payload);
+  else await new Promise<void>((resolve) => sock.write(opts.payload, () => resolve()));
   await new Promise((resolve) => setTimeout(resolve, opts.waitMs ?? 200));
   raw.resetAndDestroy();
   sock.destroy();

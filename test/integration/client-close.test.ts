@@ -3,9 +3,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { waitFor } from '../helpers/common.js';
+import { sleep, waitFor } from '../helpers/common.js';
+import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
 import { logTail, useStack } from '../helpers/fixture.js';
-import { metricValue, waitForMetric } from '../helpers/proxy.js';
+import { metricValue, startProxy, waitForMetric } from '../helpers/proxy.js';
+import { startRedis } from '../helpers/redis.js';
 import { ERR, encodeCommand, encodePipeline } from '../helpers/resp.js';
 import { describe as showResult, strictClient } from '../helpers/strict-client.js';
 import { sendThenReset } from '../helpers/tls-client.js';
@@ -126,5 +128,35 @@ describe('clients that reset right after their first command', { timeout: 120_00
     }
     assert.equal(closes, ROUNDS * CLIENTS, text);
     assert.equal(await stack.redis.cli('PING'), 'PONG');
+  });
+});
+
+describe('clients that reset while their backend connection is still being made', { timeout: 120_000 }, () => {
+  // The backend's accept queue is full, so every session's connect hangs until release(): each
+  // client's INCR waits in the proxy when the client resets. A reset the proxy learns of only
+  // from the kernel (client_error ENOTCONN, see above) is a client that left, as after a FIN:
+  // what it sent still goes to Redis, and the close ends once Redis has answered, with nothing
+  // written to the client. (A reset Node reports as an error tears both sockets down at once,
+  // dropping what waited; those INCRs do not run.)
+  const CLIENTS = 80;
+
+  test('80 clients send INCR and reset 0-5 ms later: every one closed with ENOTCONN had its INCR run', { timeout: 60_000 }, async (t) => {
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const door = await fullAcceptQueue(redis.port);
+    t.after(() => door.close());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: door.port, connect_timeout_ms: 20_000 }, close: { drain_timeout_ms: 30_000 } });
+    t.after(() => proxy.stop());
+    const ca = readFileSync(proxy.certs.caFile);
+    await Promise.all(Array.from({ length: CLIENTS }, (_, i) => sendThenReset({ port: proxy.port, ca, payload: encodeCommand(['INCR', 'gone']), waitMs: i % 6, fromWrite: true })));
+    await sleep(300);
+    door.release(); // the connects complete with the SYNs sent again, ~1 s after the first
+    await waitFor('no connection left open', async () => metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_active') === 0, 15_000)
+      .catch((e: unknown) => { throw new Error(`${String(e)}\n${logTail(proxy)}`); });
+    const closes = proxy.logs().filter((r) => r.reason === 'client_reset');
+    const gone = closes.filter((r) => r.client_error === 'ENOTCONN').length;
+    t.diagnostic(`client_reset closes: ${closes.length}, of them ENOTCONN: ${gone}`);
+    assert.equal(closes.length, CLIENTS, logTail(proxy));
+    assert.equal(Number(await redis.cli('GET', 'gone') || '0'), gone, logTail(proxy));
   });
 });
