@@ -517,8 +517,10 @@ export class Session {
       this.clientError ??= 'ENOTCONN';
       this.clientGone = true;
       if (this.backend !== null && !this.backendClosed) this.backend.resume(); // paused for the client, maybe
-      if (this.status === 'closing' && this.phase !== 'backend') return this.finalize();
-      return this.close('client_reset'); // when already closing, phase 2 goes on
+      // Already closing: past phase 2, or waiting in it for a first command to answer with the
+      // backend unavailable error (none will come), the close is over; else phase 2 goes on.
+      if (this.status === 'closing' && (this.phase !== 'backend' || this.unavailable !== null)) return this.finalize();
+      return this.close('client_reset');
     }
     if (this.status === 'connecting' || this.status === 'proxying') return this.close('client_closed');
     if (this.phase === 'backend' && this.unavailable !== null) this.endClient(); // no command will come
@@ -799,9 +801,9 @@ function tlsOwnOutput(socket: TLSSocket): number {
  * come before the end of the input is read: a client closes, and resets when our replies reach
  * it. And Node can drop its error: a reset that comes while TLS writes the TLS 1.3 session
  * tickets (a write of its own) is reported to no one, the reads that follow see only the end of
- * the input, and the session's writes never complete. Asked of the TLS handle, which passes it to the TCP
- * handle (not a documented API: read on Node 20 and 26, and the reset test fails if it ever stops
- * answering); false when it cannot be told.
+ * the input, and the session's writes never complete. Asked of the TLS handle, which passes it
+ * to the TCP handle (not a documented API: read on Node 20 and 26, and the reset test fails if
+ * it ever stops answering); false when it cannot be told.
  */
 function connectionGone(socket: TLSSocket): boolean {
   const handle = (socket as unknown as { _handle?: { getpeername?: (out: object) => number | undefined } | null })._handle;

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { sleep, waitFor } from '../helpers/common.js';
+import { freePort, sleep, waitFor } from '../helpers/common.js';
 import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { metricValue, startProxy, waitForMetric } from '../helpers/proxy.js';
@@ -158,5 +158,18 @@ describe('clients that reset while their backend connection is still being made'
     t.diagnostic(`client_reset closes: ${closes.length}, of them ENOTCONN: ${gone}`);
     assert.equal(closes.length, CLIENTS, logTail(proxy));
     assert.equal(Number(await redis.cli('GET', 'gone') || '0'), gone, logTail(proxy));
+  });
+
+  test('the backend unreachable: 80 clients that send nothing and reset 0-5 ms after the handshake are all gone within 3 s', { timeout: 60_000 }, async (t) => {
+    // A close for an unreachable backend waits up to close.drain_timeout_ms for a first command
+    // to answer with the error; a client found gone (here its reset is found while the connect
+    // is still failing) will send none, whichever comes first.
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: await freePort() }, close: { drain_timeout_ms: 30_000 } });
+    t.after(() => proxy.stop());
+    const ca = readFileSync(proxy.certs.caFile);
+    await Promise.all(Array.from({ length: CLIENTS }, (_, i) => sendThenReset({ port: proxy.port, ca, payload: Buffer.alloc(0), waitMs: i % 6, fromWrite: true })));
+    await waitFor('no connection left open', async () => metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_active') === 0, 3_000)
+      .catch((e: unknown) => { throw new Error(`${String(e)}\n${logTail(proxy)}`); });
+    t.diagnostic(`closes with ENOTCONN: ${proxy.logs().filter((r) => r.client_error === 'ENOTCONN').length} of ${CLIENTS}`);
   });
 });
