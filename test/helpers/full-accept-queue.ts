@@ -3,7 +3,10 @@
 // connects late when release() makes room.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
+import type { TestContext } from 'node:test';
 import { sleep } from './common.js';
+import { startProxy, type Proxy } from './proxy.js';
+import { startRedis, type RedisServer } from './redis.js';
 import { PYTHON } from './strict-client.js';
 
 export interface FullAcceptQueue {
@@ -63,4 +66,18 @@ export async function fullAcceptQueue(relayTo?: number): Promise<FullAcceptQueue
       py.kill();
     },
   };
+}
+
+/**
+ * A redis-server, a full accept queue relaying to it, and a proxy whose backend is that door (its
+ * connects hang until door.release()), all stopped after the test.
+ */
+export async function proxyBehindDoor(t: TestContext, timeouts: { connectMs: number; drainMs: number }): Promise<{ redis: RedisServer; door: FullAcceptQueue; proxy: Proxy }> {
+  const redis = await startRedis();
+  t.after(() => redis.stop());
+  const door = await fullAcceptQueue(redis.port);
+  t.after(() => door.close());
+  const proxy = await startProxy({ backend: { host: '127.0.0.1', port: door.port, connect_timeout_ms: timeouts.connectMs }, close: { drain_timeout_ms: timeouts.drainMs } });
+  t.after(() => proxy.stop());
+  return { redis, door, proxy };
 }

@@ -4,10 +4,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { freePort, sleep, waitFor } from '../helpers/common.js';
-import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
+import { proxyBehindDoor } from '../helpers/full-accept-queue.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { metricValue, startProxy, waitForMetric } from '../helpers/proxy.js';
-import { startRedis } from '../helpers/redis.js';
 import { ERR, encodeCommand, encodePipeline } from '../helpers/resp.js';
 import { describe as showResult, strictClient } from '../helpers/strict-client.js';
 import { sendThenReset } from '../helpers/tls-client.js';
@@ -141,12 +140,7 @@ describe('clients that reset while their backend connection is still being made'
   const CLIENTS = 80;
 
   test('80 clients send INCR and reset 0-5 ms later: every one closed with ENOTCONN had its INCR run', { timeout: 60_000 }, async (t) => {
-    const redis = await startRedis();
-    t.after(() => redis.stop());
-    const door = await fullAcceptQueue(redis.port);
-    t.after(() => door.close());
-    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: door.port, connect_timeout_ms: 20_000 }, close: { drain_timeout_ms: 30_000 } });
-    t.after(() => proxy.stop());
+    const { redis, door, proxy } = await proxyBehindDoor(t, { connectMs: 20_000, drainMs: 30_000 });
     const ca = readFileSync(proxy.certs.caFile);
     await Promise.all(Array.from({ length: CLIENTS }, (_, i) => sendThenReset({ port: proxy.port, ca, payload: encodeCommand(['INCR', 'gone']), waitMs: i % 6, fromWrite: true })));
     await sleep(300);

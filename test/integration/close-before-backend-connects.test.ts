@@ -6,22 +6,16 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { sleep } from '../helpers/common.js';
-import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
+import { proxyBehindDoor } from '../helpers/full-accept-queue.js';
 import { logTail } from '../helpers/fixture.js';
-import { startProxy, waitForMetric } from '../helpers/proxy.js';
-import { startRedis } from '../helpers/redis.js';
+import { waitForMetric } from '../helpers/proxy.js';
 import { ERR } from '../helpers/resp.js';
 import { describe as showResult, strictClient } from '../helpers/strict-client.js';
 
 describe('a close that starts while the backend connects', { timeout: 90_000 }, () => {
   test('24 KB of PINGs and *x in the first flight, the backend let in 1 s later, then 8 MB more from the client: every PONG, the error, close_notify, and no write fails', { timeout: 60_000 }, async (t) => {
-    const redis = await startRedis();
-    t.after(() => redis.stop());
     // The door: connections to it hang until released (its accept queue is full), then go on to Redis.
-    const door = await fullAcceptQueue(redis.port);
-    t.after(() => door.close());
-    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: door.port, connect_timeout_ms: 10_000 }, close: { drain_timeout_ms: 3_000 } });
-    t.after(() => proxy.stop());
+    const { door, proxy } = await proxyBehindDoor(t, { connectMs: 10_000, drainMs: 3_000 });
 
     const pings = Buffer.from('PING\r\n'.repeat(4000));
     const firstFlight = Buffer.concat([pings, Buffer.from('*x\r\n')]);
