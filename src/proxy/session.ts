@@ -146,7 +146,7 @@ export class Session {
     client.on('data', (chunk: Buffer) => this.onClientData(chunk));
     client.on('end', () => this.onClientEnd());
     client.on('error', (err) => this.onClientError(err));
-    client.on('close', () => this.finalize());
+    client.on('close', () => this.onClientClose());
     client.on('drain', () => this.onClientDrain());
     client.on('finish', () => this.onClientFinish());
   }
@@ -510,17 +510,10 @@ export class Session {
   private onClientEnd(): void {
     if (this.phase === 'drain') return this.finalize(); // both sides are done
     // Before our FIN: a connection the kernel no longer has was reset (after the client's FIN,
-    // when our replies reached it; or with an error Node dropped). No one is left to answer, nor
-    // input to drain, and writes to it may never complete. What it sent is still forwarded and
-    // waited for (phase 2), as for any client that leaves; then the close ends without phase 4.
+    // when our replies reached it; or with an error Node dropped).
     if (this.status !== 'closed' && connectionGone(this.client)) {
       this.clientError ??= 'ENOTCONN';
-      this.clientGone = true;
-      if (this.backend !== null && !this.backendClosed) this.backend.resume(); // paused for the client, maybe
-      // Already closing: past phase 2, or waiting in it for a first command to answer with the
-      // backend unavailable error (none will come), the close is over; else phase 2 goes on.
-      if (this.status === 'closing' && (this.phase !== 'backend' || this.unavailable !== null)) return this.finalize();
-      return this.close('client_reset');
+      return this.onClientGone();
     }
     if (this.status === 'connecting' || this.status === 'proxying') return this.close('client_closed');
     if (this.phase === 'backend' && this.unavailable !== null) this.endClient(); // no command will come
@@ -529,12 +522,31 @@ export class Session {
   private onClientError(err: NodeJS.ErrnoException): void {
     if (this.status === 'closed') return;
     this.clientError ??= err.code ?? err.message;
-    if (this.status === 'closing') {
-      // After end() errors are expected noise; before it, the client is gone and so is our chance.
-      return this.finalize();
-    }
-    if (!isPeerGone(err)) this.deps.log.warn({ conn: this.id, err: err.message, code: err.code }, 'client socket error');
+    if (isPeerGone(err)) return this.onClientGone();
+    // After end() errors are expected noise; before it, the stream is broken (a TLS error).
+    if (this.status !== 'closing') this.deps.log.warn({ conn: this.id, err: err.message, code: err.code }, 'client socket error');
     this.closeNow('client_reset');
+  }
+
+  /**
+   * The client went away without reading (a reset, reported or found through the kernel): there
+   * is no one left to answer, nor input to drain, and writes to it may never complete. What it
+   * sent is still forwarded and waited for (phase 2), as for a client that leaves with a FIN;
+   * then the close ends without phase 4, with nothing written to it. Already closing: past phase
+   * 2, or waiting in it for a first command to answer with the backend-unavailable error (none
+   * will come), the close is over.
+   */
+  private onClientGone(): void {
+    this.clientGone = true;
+    if (this.backend !== null && !this.backendClosed) this.backend.resume(); // paused for the client, maybe
+    if (this.status === 'closing' && (this.phase !== 'backend' || this.unavailable !== null)) return this.finalize();
+    this.close('client_reset'); // when already closing, phase 2 goes on
+  }
+
+  /** The client's socket closed: the end, unless phase 2 still forwards what a client gone sent. */
+  private onClientClose(): void {
+    if (this.clientGone && this.status === 'closing' && this.phase === 'backend') return;
+    this.finalize();
   }
 
   private onClientDrain(): void {
