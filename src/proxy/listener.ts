@@ -73,23 +73,17 @@ export class Listener {
     this.config = config;
     this.material = material;
     this.tickets = ticketSecrets(config.tls.ticket_rotation_ms);
-    const keys = this.tickets.keys(material.ticketBase);
     this.server = tls.createServer({
       ...material.options,
-      ticketKeys: keys,
       handshakeTimeout: config.tls.handshake_timeout_ms,
       requestCert: config.tls.ca_file !== null,
       rejectUnauthorized: config.tls.ca_file !== null,
       SNICallback: (servername, cb) => cb(null, matchSni(this.material.sni, servername)?.context),
     });
-    this.forgetTicketKeys(keys);
+    this.setTicketKeys();
     metrics.certExpiry.set(material.expiresAt);
     // A new ticket key at each period's start; the last one is forgotten (tickets.ts).
-    this.tickets.keepStepping(() => {
-      const next = this.tickets.keys(this.material.ticketBase);
-      this.server.setTicketKeys(next);
-      this.forgetTicketKeys(next);
-    });
+    this.tickets.keepStepping(() => this.setTicketKeys());
     // The socket cap is counted here, before any TLS state exists (tls.Server takes injected
     // connections, as its docs say). Not net.Server.maxConnections: under node:cluster a worker
     // at that limit hands the connection back to the primary, which offers it to the next
@@ -163,24 +157,24 @@ export class Listener {
 
   /** New connections get this config and certificate; open ones keep theirs. */
   reload(config: Config, material: TlsMaterial): void {
-    const keys = this.tickets.keys(material.ticketBase);
-    this.server.setSecureContext({ ...material.options, ticketKeys: keys });
-    this.forgetTicketKeys(keys);
+    this.server.setSecureContext(material.options);
     // tls.Server reads these per connection: setting or clearing ca_file turns mTLS on or off.
     const mtls = config.tls.ca_file !== null;
     Object.assign(this.server, { requestCert: mtls, rejectUnauthorized: mtls });
     this.metrics.certExpiry.set(material.expiresAt);
     this.config = config;
     this.material = material;
+    this.setTicketKeys(); // the new context's, from the new material
   }
 
   /**
-   * Leaves no copy of a ticket key in JavaScript once Node has it (it copies the key into the
-   * secure context): tls.Server keeps the ticketKeys it was last given in a field for as long as
-   * it lives (setTicketKeys does not replace it), so that goes, and our Buffer is wiped.
+   * The current period's ticket key for the current material, leaving no copy of it in
+   * JavaScript: Node copies it into the secure context, so our Buffer is wiped. (Never through
+   * the ticketKeys option: tls.Server keeps that one in a field for its whole life.)
    */
-  private forgetTicketKeys(keys: Buffer): void {
-    (this.server as { ticketKeys?: Buffer }).ticketKeys = undefined;
+  private setTicketKeys(): void {
+    const keys = this.tickets.keys(this.material.ticketBase);
+    this.server.setTicketKeys(keys);
     keys.fill(0);
   }
 

@@ -113,7 +113,7 @@ export class Session {
   private bytesIn = 0;
   private bytesOut = 0;
   private clientError: string | null = null; // first client socket error, logged with an abrupt close
-  /** The kernel closed the client's connection (a reset; connectionGone): nothing more is written to it. */
+  /** The client reset its connection (onClientGone): its socket is destroyed while phase 2 goes on. */
   private clientGone = false;
   private tlsOutput = 0; // TLS's own output when it passed TLS_OWN_OUTPUT_MAX, logged with the close
   /** The TCP socket under the client's TLS: its bytesRead counts what came in encrypted. */
@@ -315,7 +315,7 @@ export class Session {
    */
   private repliesSettled(): boolean {
     const backend = this.backend!;
-    if ((!this.counter.broken && this.counter.midReply) || (this.client.writableNeedDrain && !this.clientGone) || backend.writableNeedDrain) return false;
+    if ((!this.counter.broken && this.counter.midReply) || this.client.writableNeedDrain || backend.writableNeedDrain) return false;
     // Commands still being written, with no 'drain' to come (no write returned false): the
     // quiet period starts over until they are out.
     if (backend.writableLength > 0) this.backendActiveAt = performance.now();
@@ -341,7 +341,7 @@ export class Session {
 
   /** Phase 4: the error reply, close_notify and FIN. */
   private endClient(): void {
-    if (this.clientGone) return this.finalize(); // no one to send them to
+    if (this.client.destroyed) return this.finalize(); // a client gone: no one to send them to
     this.phase = 'flush';
     if (this.backend !== null && !this.backendClosed) this.backend.destroy();
     if (this.finalReply !== null && this.madeUpReplyFits()) this.writeClient(this.finalReply);
@@ -538,6 +538,7 @@ export class Session {
    */
   private onClientGone(): void {
     this.clientGone = true;
+    this.client.destroy(); // nothing more is written to it (its 'close' waits for phase 2: onClientClose)
     if (this.backend !== null && !this.backendClosed) this.backend.resume(); // paused for the client, maybe
     if (this.status === 'closing' && (this.phase !== 'backend' || this.unavailable !== null)) return this.finalize();
     this.close('client_reset'); // when already closing, phase 2 goes on
@@ -568,7 +569,7 @@ export class Session {
   }
 
   private writeClient(data: Buffer): void {
-    if (this.client.destroyed || this.clientGone) return;
+    if (this.client.destroyed) return;
     this.bytesOut += data.length;
     this.deps.metrics.hot.toClient += data.length;
     if (data.buffer === READ_BUFFER.buffer && (this.client.writableLength > 0 || this.client.writableCorked > 0)) {
