@@ -494,6 +494,7 @@ export class Session {
     const before = this.scanner.commands;
     this.scanner.feed(chunk, out);
     this.counter.watchFor = this.scanner.hello3At; // its reply says whether the connection is RESP3
+    if (this.scanner.resetsPending.length > 0) this.counter.onReset = this.onResetReply;
     if (this.scanner.quit && this.repliesAtQuit < 0) this.repliesAtQuit = this.counter.replies;
     this.deps.metrics.hot.commands += this.scanner.commands - before;
     if (out.length > 0) {
@@ -755,6 +756,17 @@ export class Session {
     if (this.countable()) return this.owed() === 0;
     return this.counter.replies > this.repliesAtQuit && this.counter.last === 43 /* + */;
   }
+
+  /**
+   * The backend answered a RESET sent with replies uncounted: counting resumes from it unless a
+   * later command stopped it again. Called by the counter as it counts the +RESET.
+   */
+  private readonly onResetReply = (): number => {
+    const at = this.scanner.resetAnswered();
+    if (this.scanner.resetsPending.length === 0) this.counter.onReset = null;
+    if (at >= 0) this.progress(); // a reply came, and the count now says what is owed
+    return at;
+  };
 
   /** Reply counting holds: no subscribe/monitor mode or CLIENT REPLY, and the reply stream parsed. */
   private countable(): boolean {

@@ -13,6 +13,9 @@ const BROKEN = 2;
  */
 const MAX_DEPTH = 1 << 20;
 
+/** A top-level status reply "+RESET\r\n", up to its LF. */
+const RESET_LINE = Buffer.from('RESET\r', 'latin1');
+
 export class ReplyCounter {
   /** Complete top-level replies seen. */
   replies = 0;
@@ -23,6 +26,12 @@ export class ReplyCounter {
   watched = 0;
   /** The type byte of the last complete top-level reply (0 before the first). */
   last = 0;
+  /**
+   * While set, a top-level `+RESET` status reply calls it once counted. It returns the number to
+   * count on from (the place of the RESET it answers among the commands, when counting resumes
+   * there), or -1 to go on as before.
+   */
+  onReset: (() => number) | null = null;
 
   /**
    * True while the stream stands inside a reply: some of it has been seen, not all. Bytes
@@ -49,6 +58,8 @@ export class ReplyCounter {
   private readonly kinds: number[] = [];
   /** A top-level attribute ended: the value it annotates has not come yet. */
   private annotated = false;
+  /** Bytes of RESET_LINE the current top-level status line matched so far; -1 if it cannot be one. */
+  private resetMatched = -1;
 
   feed(chunk: Buffer): void {
     const n = chunk.length;
@@ -67,7 +78,10 @@ export class ReplyCounter {
       if (this.state === BROKEN) return;
       if (this.type === 0) {
         const t = (this.type = chunk[i++]!);
-        if (this.stack.length === 0 && t !== 124 /* | */ && t !== 62 /* > */) this.topType = t;
+        if (this.stack.length === 0 && t !== 124 /* | */ && t !== 62 /* > */) {
+          this.topType = t;
+          if (t === 43 /* + */ && this.onReset !== null) this.resetMatched = 0;
+        }
         this.acc = 0;
         this.neg = false;
         this.digits = 0;
@@ -77,10 +91,12 @@ export class ReplyCounter {
       const t = this.type;
       if (t === 43 /* + */ || t === 45 /* - */ || t === 58 /* : */ || t === 44 /* , */ || t === 40 /* ( */ || t === 35 /* # */ || t === 95 /* _ */) {
         const lf = chunk.indexOf(10, i);
+        if (this.resetMatched >= 0) this.matchReset(chunk, i, lf === -1 ? n : lf);
         if (lf === -1) return;
         i = lf + 1;
         this.type = 0;
         this.valueDone();
+        if (this.resetMatched >= 0) this.resetDone();
         continue;
       }
       const c = chunk[i++]!;
@@ -158,6 +174,22 @@ export class ReplyCounter {
       }
       if (kind === 62 && this.stack.length === 0) return; // a top-level push is not a reply
     }
+  }
+
+  /** Match chunk[from, to) of a top-level status line against RESET_LINE. */
+  private matchReset(chunk: Buffer, from: number, to: number): void {
+    let m = this.resetMatched;
+    for (let j = from; j < to && m >= 0; j++) m = m < RESET_LINE.length && chunk[j] === RESET_LINE[m] ? m + 1 : -1;
+    this.resetMatched = m;
+  }
+
+  /** A top-level status line was counted: if it was +RESET, the session may resume counting from it. */
+  private resetDone(): void {
+    const reset = this.resetMatched === RESET_LINE.length;
+    this.resetMatched = -1;
+    if (!reset || this.onReset === null) return;
+    const at = this.onReset();
+    if (at >= 0) this.replies = at;
   }
 
   private fail(): void {

@@ -73,6 +73,14 @@ const REPLCONF_BYTES = Buffer.from('replconf', 'latin1');
  * scanned (no protocol error from bytes Redis would never read) or forwarded.
  */
 const QUIT_BYTES = Buffer.from('quit', 'latin1');
+/**
+ * RESET (no arguments): Redis leaves subscriber and monitor mode, turns replies back on and goes
+ * back to RESP2, then answers +RESET. Once that reply comes, every later command is answered
+ * once again: counting resumes from it (resetAnswered).
+ */
+const RESET_BYTES = Buffer.from('reset', 'latin1');
+/** RESETs sent with replies uncounted that are remembered until answered; later ones are not. */
+const RESETS_PENDING_MAX = 16;
 const NAME_MIN = 4; // "quit"
 const NAME_MAX = 12; // "punsubscribe", "sunsubscribe"
 
@@ -96,9 +104,24 @@ export class RequestScanner {
    * Set once replies stopped being one per command: after SUBSCRIBE/PSUBSCRIBE/SSUBSCRIBE/MONITOR,
    * CLIENT REPLY, REPLCONF, or an UNSUBSCRIBE/PUNSUBSCRIBE/SUNSUBSCRIBE naming two or more
    * channels or sent after a HELLO 3 not refused. Counting the backend's replies then says nothing about what is
-   * unanswered.
+   * unanswered, until the backend answers a later RESET (resetAnswered).
    */
   repliesUncounted = false;
+  /**
+   * The RESETs (their numbers, as counted in `commands`) sent with replies uncounted and not yet
+   * answered, oldest first; at most RESETS_PENDING_MAX. Each +RESET the backend sends answers the
+   * oldest (resetAnswered).
+   */
+  readonly resetsPending: number[] = [];
+  /** The last command that stopped counting (0 if none). */
+  private uncountedAt = 0;
+  /**
+   * False once a RESET came right after CLIENT REPLY: after CLIENT REPLY SKIP Redis sends no
+   * +RESET for it, so the +RESET replies that come can no longer be matched to their RESETs.
+   */
+  private resumable = true;
+  /** The last command was CLIENT REPLY (it may have been SKIP, which silences the next one). */
+  private afterClientReply = false;
 
   private readonly maxMultibulk: number;
   private readonly maxBulk: number;
@@ -126,6 +149,7 @@ export class RequestScanner {
   private resp3Hit = false;
   private uncountedHit = false; // REPLCONF
   private quitHit = false;
+  private resetHit = false;
   /** The client sent HELLO 3 and no error answered it (yet). */
   private resp3 = false;
   /** A HELLO 3 was answered without an error: RESP3 whatever later ones get. */
@@ -253,6 +277,7 @@ export class RequestScanner {
             this.resp3Hit = false;
             this.uncountedHit = false;
             this.quitHit = false;
+            this.resetHit = false;
             state = BULK_DOLLAR;
           }
           break;
@@ -317,6 +342,7 @@ export class RequestScanner {
               this.helloHit = this.nameIs(HELLO_BYTES);
               this.uncountedHit = this.nameIs(REPLCONF_BYTES);
               this.quitHit = this.nameIs(QUIT_BYTES);
+              this.resetHit = this.nameIs(RESET_BYTES);
             } else if (this.clientHit) this.replyHit = this.nameIs(REPLY_BYTES);
             else this.resp3Hit = this.nameBuf[0] === 51; /* 3 */
             this.nameLen = 0;
@@ -324,9 +350,7 @@ export class RequestScanner {
           this.elemIndex++;
           if (--elemsLeft === 0) {
             commands++;
-            if (this.nameHit) this.subscribeSeen = this.repliesUncounted = true;
-            if (this.replyHit || this.uncountedHit || (this.unsubscribeHit && (this.resp3 || this.elemIndex > 2))) this.repliesUncounted = true;
-            if (this.resp3Hit) this.hello3(commands);
+            this.commandDone(commands, this.elemIndex);
             state = START;
             if (this.held.bytes > 0) this.flushHeld(out);
             this.streaming = false;
@@ -351,8 +375,7 @@ export class RequestScanner {
           } else line = chunk.subarray(cmdStart, lf);
           const v = this.inlineLine(line, out, chunk, emitStart, cmdStart);
           if (v !== null) return this.fail(v, chunk, out, emitStart, cmdStart, commands, -1); // no sample of inline lines
-          if (this.lastInlineArgs > 0) commands++;
-          if (this.resp3Hit) this.hello3(commands);
+          if (this.lastInlineArgs > 0) this.commandDone(++commands, this.lastInlineArgs);
           i = lf + 1;
           emitStart = i;
           state = START;
@@ -401,19 +424,47 @@ export class RequestScanner {
     if (cmdStart > emitStart) out.push(chunk.subarray(emitStart, cmdStart));
     this.held.clear();
     this.lastInlineArgs = args.length;
-    this.resp3Hit = false;
-    this.quitHit = false;
-    if (args.length > 0) {
-      const name = args[0]!.toString('latin1').toLowerCase();
-      if (SUBSCRIBE_NAMES.has(name)) this.subscribeSeen = this.repliesUncounted = true;
-      else if (UNSUBSCRIBE_NAMES.has(name)) this.repliesUncounted ||= this.resp3 || args.length > 2;
-      else if (name === 'hello' && args.length > 1 && args[1]!.length === 1 && args[1]![0] === 51) this.resp3Hit = true;
-      else if (name === 'client' && args.length > 1 && args[1]!.toString('latin1').toLowerCase() === 'reply') this.repliesUncounted = true;
-      else if (name === 'replconf') this.repliesUncounted = true;
-      else if (name === 'quit') this.quitHit = true;
-      out.push(encodeMultibulk(args));
-    }
+    const name = args.length > 0 ? args[0]!.toString('latin1').toLowerCase() : ''; // '' for a blank line: no command
+    this.nameHit = SUBSCRIBE_NAMES.has(name);
+    this.unsubscribeHit = UNSUBSCRIBE_NAMES.has(name);
+    this.resp3Hit = name === 'hello' && args.length > 1 && args[1]!.length === 1 && args[1]![0] === 51;
+    this.replyHit = name === 'client' && args.length > 1 && args[1]!.toString('latin1').toLowerCase() === 'reply';
+    this.uncountedHit = name === 'replconf';
+    this.quitHit = name === 'quit';
+    this.resetHit = name === 'reset';
+    if (args.length > 0) out.push(encodeMultibulk(args));
     return null;
+  }
+
+  /** Command number `at`, of `elements` elements, is complete: what it does to reply counting. */
+  private commandDone(at: number, elements: number): void {
+    if (this.nameHit) this.subscribeSeen = true;
+    if (this.nameHit || this.replyHit || this.uncountedHit || (this.unsubscribeHit && (this.resp3 || elements > 2))) {
+      this.repliesUncounted = true;
+      this.uncountedAt = at;
+    } else if (this.resetHit && elements === 1 && this.repliesUncounted) {
+      if (this.afterClientReply) {
+        this.resumable = false;
+        this.resetsPending.length = 0;
+      } else if (this.resumable && this.resetsPending.length < RESETS_PENDING_MAX) this.resetsPending.push(at);
+    }
+    if (this.resp3Hit) this.hello3(at);
+    this.afterClientReply = this.replyHit;
+  }
+
+  /**
+   * The backend answered the oldest RESET in resetsPending with +RESET. Counting resumes if no
+   * command sent after that RESET stopped it again: the return value is then the RESET's number
+   * (every command up to it is answered), and -1 otherwise.
+   */
+  resetAnswered(): number {
+    const at = this.resetsPending.shift();
+    if (at === undefined || this.uncountedAt > at) return -1;
+    this.repliesUncounted = false;
+    this.subscribeSeen = false;
+    this.resetsPending.length = 0;
+    if (this.hello3At < at) this.resp3 = this.resp3Confirmed = false; // RESET went back to RESP2
+    return at;
   }
 
   private hello3(at: number): void {

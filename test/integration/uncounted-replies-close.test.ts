@@ -88,6 +88,30 @@ describe('uncounted replies: an orderly close waits for them', { timeout: 120_00
   });
 });
 
+describe('RESET turns reply counting back on', { timeout: 60_000 }, () => {
+  const stack = useStack({ proxy: () => ({ close: { drain_timeout_ms: 5_000 } }) });
+  const SUBSCRIBED = '*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n';
+
+  test('SUBSCRIBE, RESET, a BLPOP that times out after 1 s, then close_notify → the nil reply, then close_notify', { timeout: 30_000 }, async () => {
+    // Uncounted, the close would end the backend once replies paused for 200 ms: Redis, blocked
+    // in BLPOP, would then drop the connection and the client its reply.
+    const payload = Buffer.from('SUBSCRIBE a\r\nRESET\r\nBLPOP reset-empty 1\r\n', 'latin1');
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), `${SUBSCRIBED}+RESET\r\n*-1\r\n`, why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.ok(r.elapsedMs >= 900, `closed after ${r.elapsedMs} ms, before BLPOP could answer\n${why}`);
+  });
+
+  test('CLIENT REPLY OFF, SET, RESET, INCR, a BLPOP that times out after 1 s, then a protocol error → the replies after RESET, then the error text', { timeout: 30_000 }, async () => {
+    const payload = Buffer.from('CLIENT REPLY OFF\r\nSET reset-k 1\r\nRESET\r\nINCR reset-k\r\nBLPOP reset-empty 1\r\n*x\r\n', 'latin1');
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, initialDelayMs: 0 });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), `+RESET\r\n:2\r\n*-1\r\n${ERR.multibulk}`, why);
+    assert.equal(r.close, 'close_notify', why);
+  });
+});
+
 describe('uncounted replies and a backend that connects late', { timeout: 60_000 }, () => {
   const stack = useStack();
 
@@ -128,5 +152,14 @@ describe('uncounted replies and limits.idle_timeout_ms', { timeout: 60_000 }, ()
     const [nil] = await c.request(encodeCommand(['BLPOP', 'empty-list', '2']), 1, 10_000);
     assert.equal(nil!.toString('latin1'), '*-1\r\n', logTail(stack.proxy));
     assert.equal(c.isEnded, false, logTail(stack.proxy));
+  });
+
+  test('after SUBSCRIBE and RESET a client is counted again: idle, it is closed as idle_timeout', { timeout: 30_000 }, async () => {
+    const payload = Buffer.from('SUBSCRIBE a\r\nRESET\r\nPING\r\n', 'latin1');
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, initialDelayMs: 0, readTimeoutMs: 5_000 });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), '*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n+RESET\r\n+PONG\r\n', why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.ok(r.elapsedMs >= 250, `closed after ${r.elapsedMs} ms, sooner than the idle timeout\n${why}`);
   });
 });
