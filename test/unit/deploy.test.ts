@@ -584,6 +584,7 @@ test('alerts and dashboard use only metrics and label values the proxy exports',
   has(/rate\(resp_tls_proxy_client_closes_total\{mode="abrupt"\}\[5m\]\)/, 'the abrupt-close rate');
   has(/resp_tls_proxy_tls_cert_expiry_timestamp_seconds\)? - time\(\) < 14 \* 86400/, 'certificates expiring within 14 days');
   has(/rate\(resp_tls_proxy_client_closes_total\{reason="backend_unavailable"\}\[5m\]\)\) > 0/, 'an unavailable backend');
+  has(/resp_tls_proxy_process_open_fds \/ resp_tls_proxy_process_max_fds\) > 0\.8/, 'file descriptors running out');
 
   // deploy/compose/rules.yml is the same rule set for plain Prometheus.
   const composeRules = yamlDocs('deploy/compose/rules.yml')[0]!;
