@@ -3,15 +3,17 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { freePort, sleep, waitFor } from '../helpers/common.js';
+import path from 'node:path';
+import { freePort, repoRoot, run, sleep, waitFor } from '../helpers/common.js';
 import { proxyBehindDoor } from '../helpers/full-accept-queue.js';
 import { logTail, useStack } from '../helpers/fixture.js';
 import { metricValue, startProxy, waitForMetric } from '../helpers/proxy.js';
 import { ERR, encodeCommand, encodePipeline } from '../helpers/resp.js';
-import { describe as showResult, strictClient } from '../helpers/strict-client.js';
+import { PYTHON, describe as showResult, strictClient } from '../helpers/strict-client.js';
 import { sendThenReset } from '../helpers/tls-client.js';
 
 const CLOSES = 'resp_tls_proxy_client_closes_total';
+const FIN_THEN_RESET = path.join(repoRoot, 'test', 'helpers', 'fin_then_reset.py');
 
 describe('client closes', { timeout: 120_000 }, () => {
   const stack = useStack();
@@ -166,5 +168,22 @@ describe('clients that reset while their backend connection is still being made'
     await waitFor('no connection left open', async () => metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_active') === 0, 3_000)
       .catch((e: unknown) => { throw new Error(`${String(e)}\n${logTail(proxy)}`); });
     t.diagnostic(`closes with ENOTCONN: ${proxy.logs().filter((r) => r.client_error === 'ENOTCONN').length} of ${CLIENTS}`);
+  });
+
+  test('the backend unreachable: 40 clients that wait 300 ms after the handshake, then send a FIN and a reset at once, are all gone within 3 s', { timeout: 60_000 }, async (t) => {
+    // By then the connect has failed and each close waits for a first command to answer. The
+    // reset reaches the proxy before it reads the end of the input, which it then finds gone
+    // (ENOTCONN): no command will come, and the close ends at once instead of after
+    // close.drain_timeout_ms (30 s).
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: await freePort() }, close: { drain_timeout_ms: 30_000 } });
+    t.after(() => proxy.stop());
+    const r = await run(PYTHON, [FIN_THEN_RESET, '--port', String(proxy.port), '--clients', '40', '--wait-ms', '300'], { timeoutMs: 30_000 });
+    const report = JSON.parse(r.stdout) as { done: number; errors: string[] };
+    assert.equal(report.done, 40, r.stdout);
+    await waitFor('no connection left open', async () => metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_active') === 0, 3_000)
+      .catch((e: unknown) => { throw new Error(`${String(e)}\n${logTail(proxy)}`); });
+    const gone = proxy.logs().filter((rec) => rec.reason === 'backend_unavailable' && rec.client_error === 'ENOTCONN').length;
+    t.diagnostic(`closes with ENOTCONN: ${gone} of 40 (the others read the FIN first)`);
+    assert.ok(gone > 0, `no close found the client gone: the path under test was not taken\n${logTail(proxy)}`);
   });
 });
