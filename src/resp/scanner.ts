@@ -120,8 +120,8 @@ export class RequestScanner {
    * +RESET for it, so the +RESET replies that come can no longer be matched to their RESETs.
    */
   private resumable = true;
-  /** The last command was CLIENT REPLY (it may have been SKIP, which silences the next one). */
-  private afterClientReply = false;
+  /** The last CLIENT REPLY (it may have been SKIP, which silences the next command); 0 if none. */
+  private clientReplyAt = 0;
 
   private readonly maxMultibulk: number;
   private readonly maxBulk: number;
@@ -150,6 +150,8 @@ export class RequestScanner {
   private uncountedHit = false; // REPLCONF
   private quitHit = false;
   private resetHit = false;
+  /** One of the hits above is set: the command matters to reply counting (commandDone). */
+  private special = false;
   /** The client sent HELLO 3 and no error answered it (yet). */
   private resp3 = false;
   /** A HELLO 3 was answered without an error: RESP3 whatever later ones get. */
@@ -278,6 +280,7 @@ export class RequestScanner {
             this.uncountedHit = false;
             this.quitHit = false;
             this.resetHit = false;
+            this.special = false;
             state = BULK_DOLLAR;
           }
           break;
@@ -345,12 +348,13 @@ export class RequestScanner {
               this.resetHit = this.nameIs(RESET_BYTES);
             } else if (this.clientHit) this.replyHit = this.nameIs(REPLY_BYTES);
             else this.resp3Hit = this.nameBuf[0] === 51; /* 3 */
+            this.special = this.nameHit || this.unsubscribeHit || this.uncountedHit || this.resetHit || this.replyHit || this.resp3Hit;
             this.nameLen = 0;
           }
           this.elemIndex++;
           if (--elemsLeft === 0) {
             commands++;
-            this.commandDone(commands, this.elemIndex);
+            if (this.special) this.commandDone(commands, this.elemIndex);
             state = START;
             if (this.held.bytes > 0) this.flushHeld(out);
             this.streaming = false;
@@ -436,20 +440,23 @@ export class RequestScanner {
     return null;
   }
 
-  /** Command number `at`, of `elements` elements, is complete: what it does to reply counting. */
+  /**
+   * Command number `at`, of `elements` elements, is complete: what it does to reply counting.
+   * Called for every inline command, and for a multibulk one only when `special` (the hot path).
+   */
   private commandDone(at: number, elements: number): void {
     if (this.nameHit) this.subscribeSeen = true;
     if (this.nameHit || this.replyHit || this.uncountedHit || (this.unsubscribeHit && (this.resp3 || elements > 2))) {
       this.repliesUncounted = true;
       this.uncountedAt = at;
     } else if (this.resetHit && elements === 1 && this.repliesUncounted) {
-      if (this.afterClientReply) {
+      if (this.clientReplyAt === at - 1) {
         this.resumable = false;
         this.resetsPending.length = 0;
       } else if (this.resumable && this.resetsPending.length < RESETS_PENDING_MAX) this.resetsPending.push(at);
     }
     if (this.resp3Hit) this.hello3(at);
-    this.afterClientReply = this.replyHit;
+    if (this.replyHit) this.clientReplyAt = at;
   }
 
   /**
