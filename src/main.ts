@@ -96,11 +96,13 @@ async function startServing(config: Config, configPath: string, metrics: Metrics
   const shutdown = async (signal: string, onDrain: () => void): Promise<void> => {
     // Closes get 4 × close.drain_timeout_ms (about the longest one takes without progress: the
     // backend's replies, the client reading our close, the drain, and up to three looks at the
-    // kernel of up to 1 s each), then are cut; after a second signal, one close.drain_timeout_ms.
+    // kernel of up to 1 s each), then are cut; after a second signal, 2 × close.drain_timeout_ms:
+    // one wait for the replies owed (a BLPOP 0 never answers) and one for the client to read the
+    // close_notify that follows, so that a close begun by the second signal still ends in order.
     const drainMs = state.current.close.drain_timeout_ms;
     if (state.draining) {
       log.warn({ signal }, 'second signal: closing every connection now');
-      await listener.closeAll(drainMs);
+      await listener.closeAll(2 * drainMs);
       return;
     }
     state.draining = true;

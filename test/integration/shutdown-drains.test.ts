@@ -1,9 +1,9 @@
 // SIGTERM: /readyz answers 503 at once, new connections are refused, connected clients are
 // served for shutdown.grace_ms and then closed in order (close_notify), the process exits 0.
-// A second signal closes every client at once, still with close_notify.
-// A close that keeps making progress (a client reading slowly but steadily) is cut
-// 4 × close.drain_timeout_ms after the grace, or close.drain_timeout_ms after a second signal:
-// it does not hold the shutdown until the supervisor's SIGKILL.
+// A second signal closes every client at once, still with close_notify, a client whose reply
+// never comes (BLPOP 0) included. A close that keeps making progress (a client reading slowly
+// but steadily) is cut 4 × close.drain_timeout_ms after the grace, or 2 × close.drain_timeout_ms
+// after a second signal: it does not hold the shutdown until the supervisor's SIGKILL.
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, test } from 'node:test';
@@ -205,7 +205,34 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
     t.diagnostic(`exit 0 ${exitMs} ms after SIGTERM; the client had read ${read} bytes`);
   });
 
-  test('after a second SIGTERM a close still under way is cut close.drain_timeout_ms later', { timeout: 60_000 }, async (t) => {
+  test('a second SIGTERM while a client waits in BLPOP 0: its close gives up on the reply after close.drain_timeout_ms, then close_notify', { timeout: 60_000 }, async (t) => {
+    // The close begun by the second signal waits close.drain_timeout_ms for the BLPOP's reply;
+    // a cut at that same moment (as it was) always came first and tore the connection down.
+    const DRAIN_MS = 1000;
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: redis.port }, shutdown: { grace_ms: 20_000 }, close: { drain_timeout_ms: DRAIN_MS } });
+    t.after(() => proxy.stop('SIGKILL'));
+    const blocked = strictClient({ port: proxy.port, payload: encodeCommand(['BLPOP', 'never', '0']), caFile: proxy.certs.caFile, readTimeoutMs: 30_000 });
+    await waitFor('the BLPOP blocked on the backend', async () => /blocked_clients:1\r?\n/.test(await redis.cli('INFO', 'clients')), 10_000);
+    process.kill(proxy.pid, 'SIGTERM');
+    await waitFor('readyz 503', async () => (await readyz(proxy)) === 503, 3_000, 20);
+    const secondAt = performance.now();
+    process.kill(proxy.pid, 'SIGTERM');
+    const r = await blocked;
+    const exit = await proxy.exited;
+    await outputDone(proxy);
+    const exitMs = Math.round(performance.now() - secondAt);
+    const why = `${showResult(r)}\n${logTail(proxy)}`;
+    assert.equal(r.reply.toString('latin1'), '', why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.deepEqual(exit, { code: 0, signal: null }, why);
+    assert.deepEqual(closeRecords(proxy.logs()).map((c) => `${c.reason}/${c.mode}`), ['shutdown/graceful'], why);
+    assert.ok(exitMs < 2 * DRAIN_MS + 2_000, `exit ${exitMs} ms after the second SIGTERM\n${why}`);
+    t.diagnostic(`close_notify, exit 0 ${exitMs} ms after the second SIGTERM`);
+  });
+
+  test('after a second SIGTERM a close still under way is cut 2 × close.drain_timeout_ms later', { timeout: 60_000 }, async (t) => {
     const DRAIN_MS = 1000;
     const { proxy, client } = await slowReader(t, { shutdown: { grace_ms: 20_000 }, close: { drain_timeout_ms: DRAIN_MS } });
     const { exitMs, read } = await stopAndCut(proxy, client, async () => {
@@ -213,7 +240,8 @@ describe('SIGTERM drains in order', { timeout: 120_000 }, () => {
       await waitFor('readyz 503', async () => (await readyz(proxy)) === 503, 3_000, 20);
       process.kill(proxy.pid, 'SIGTERM');
     });
-    assert.ok(exitMs < DRAIN_MS + 2_000, `exit ${exitMs} ms after the second SIGTERM\n${logTail(proxy)}`);
+    assert.ok(exitMs < 2 * DRAIN_MS + 2_000, `exit ${exitMs} ms after the second SIGTERM\n${logTail(proxy)}`);
+    assert.ok(exitMs >= 2 * DRAIN_MS - 200, `exit ${exitMs} ms after the second SIGTERM: cut before its time\n${logTail(proxy)}`);
     t.diagnostic(`exit 0 ${exitMs} ms after the second SIGTERM; the client had read ${read} bytes`);
   });
 
