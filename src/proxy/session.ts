@@ -677,6 +677,10 @@ export class Session {
       this.client.resume();
       this.phase = 'backend';
       this.armDeadline(); // wait this long for a first command to answer
+    } else if (this.reason === 'client_closed' && this.scanner.commands > 0) {
+      // The client finished sending before the connect failed; what it sent gets the error, so
+      // the backend is what ended it (counted, and logged at warn, as such).
+      this.reason = 'backend_unavailable';
     }
     this.queued.clear();
     this.answerUnavailable();

@@ -143,6 +143,9 @@ describe('a backend connect that hangs, and a client that closes meanwhile', { t
     assert.ok(r.reply.toString('latin1').includes('ETIMEDOUT'), showResult(r));
     // It used to end() the connecting socket and wait out connect_timeout_ms (8 s).
     assert.ok(r.elapsedMs < 4000, `took ${r.elapsedMs} ms\n${showResult(r)}\n${logTail(proxy)}`);
+    // The client left first, but its command got the error: counted backend_unavailable, not client_closed.
+    const m = await waitForMetric(proxy, CLOSES, { mode: 'graceful', reason: 'backend_unavailable' }, (v) => v === 1, 5_000);
+    assert.equal(metricValue(m, CLOSES, { mode: 'graceful', reason: 'client_closed' }), 0, m);
   });
 
   test('handshake, then close_notify at once, no command → close_notify back after close.drain_timeout_ms, and the session is gone', { timeout: 30_000 }, async (t) => {
@@ -154,6 +157,8 @@ describe('a backend connect that hangs, and a client that closes meanwhile', { t
     assert.ok(r.elapsedMs < 4000, `took ${r.elapsedMs} ms\n${why}`);
     const m = await waitForMetric(proxy, 'resp_tls_proxy_connections_active', {}, (v) => v === 0, 5_000);
     assert.match(m, /^resp_tls_proxy_connections_active 0$/m, m);
+    // Nothing was sent, so nothing failed: the client's leaving is what ended it.
+    assert.equal(metricValue(m, CLOSES, { mode: 'graceful', reason: 'client_closed' }), 1, m);
   });
 });
 
