@@ -467,7 +467,8 @@ export class Session {
         bytes_in: this.bytesIn,
         bytes_out: this.bytesOut,
         commands: this.scanner.commands,
-        ...(violation !== null && reason === 'protocol_error'
+        // Also when another reason came first (the backend unreachable): the error was still sent and counted.
+        ...(violation !== null
           ? { violation: violation.code, limit: violation.limit, ...(this.scanner.errorSample !== '' ? { sample: this.scanner.errorSample } : {}) }
           : {}),
         ...(this.unavailable !== null ? { cause: this.unavailable } : {}),

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { freePort, sleep } from '../helpers/common.js';
+import { freePort, sleep, waitFor } from '../helpers/common.js';
 import { sharedCerts, type TestCerts } from '../helpers/certs.js';
 import { logTail } from '../helpers/fixture.js';
-import { metricSamples, metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
+import { closeRecords, metricSamples, metricValue, startProxy, waitForMetric, type Proxy } from '../helpers/proxy.js';
 import { redisCliTls } from '../helpers/redis-cli.js';
 import { fullAcceptQueue } from '../helpers/full-accept-queue.js';
 import { ERR, encodeCommand, msetPayload, show } from '../helpers/resp.js';
@@ -86,6 +86,19 @@ describe('backend port with nothing listening', { timeout: 120_000 }, () => {
     // counted as backend_unavailable or protocol_error, depending on which the proxy saw first
     racyCloses++;
     assertUnavailable(p(), r, 1, ERR.multibulk);
+  });
+
+  test('a protocol error 300 ms after the handshake (the connect has failed) → the error, close_notify; the close is logged with the violation', { timeout: 30_000 }, async () => {
+    const r = await strictClient({ port: p().port, payload: Buffer.from('*abc\r\n'), caFile: certs.caFile, initialDelayMs: 300 });
+    closes++;
+    const why = `${showResult(r)}\n${logTail(p())}`;
+    assert.equal(r.reply.toString('latin1'), ERR.multibulk, why);
+    assert.equal(r.close, 'close_notify', why);
+    // Counted backend_unavailable (it came first), but the log still says what the client broke.
+    const rec = await waitFor('the close record', () => closeRecords(p().logs()).find((c) => c.violation !== undefined && c.reason === 'backend_unavailable') ?? null, 5_000)
+      .catch((e: unknown) => { throw new Error(`${String(e)}\n${why}`); });
+    assert.equal(rec.violation, 'invalid_multibulk_length', why);
+    assert.equal(rec.limit, 'syntax', why);
   });
 
   test('a client that sends nothing is closed in order after close.drain_timeout_ms, with no reply', { timeout: 30_000 }, async () => {
