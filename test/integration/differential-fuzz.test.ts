@@ -45,13 +45,14 @@ const WANT_TIMEOUT_MS = 5_000;
 
 // ---- the deliberate divergences, exactly as README.md lists them ------------------------------
 
-type DivergenceClass = 'line-endings' | 'early-rejection' | 'nul-in-inline' | 'inline-arg-count' | 'default-max-multibulk-len';
+type DivergenceClass = 'line-endings' | 'early-rejection' | 'nul-in-inline' | 'long-inline' | 'inline-arg-count' | 'default-max-multibulk-len';
 
 /** Class → the bold title of its bullet under "### Deliberate divergences from Redis". */
 const DIVERGENCES: Record<DivergenceClass, string> = {
   'line-endings': 'Line endings.',
   'early-rejection': 'Early rejection.',
   'nul-in-inline': 'NUL in an inline line.',
+  'long-inline': 'Inline lines longer than 64 KiB.', // the streams here keep inline lines shorter
   'inline-arg-count': 'Inline argument count.',
   'default-max-multibulk-len': 'Default `max_multibulk_len` of 1,048,576.',
 };
