@@ -420,7 +420,8 @@ export class RequestScanner {
     if (end > 0 && line[end - 1] === 13) end--; // "\r\n" ends the line too
     // Redis looks for the LF with strchr(), which stops at a NUL: it would wait for more input
     // until its 64 KiB inline buffer overflows. We answer with that final error at once.
-    if (end > this.maxInline || line.subarray(0, end).includes(0)) return violation('too_big_inline', 'max_inline_len');
+    if (end > this.maxInline) return violation('too_big_inline', 'max_inline_len');
+    if (line.subarray(0, end).includes(0)) return violation('too_big_inline', 'syntax'); // no limit was reached
     const args = splitArgs(line, 0, end);
     if (args === null) return violation('unbalanced_quotes', 'syntax');
     if (args.length > this.maxMultibulk) return violation('invalid_multibulk_length', 'max_multibulk_len');
