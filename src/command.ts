@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureDevCertificate } from './config/devcert.js';
 import { releaseEarlyStops } from './early-signals.js';
+import { ListenError } from './config/error.js';
 import { ConfigError, WORKER_CONFIG_ENV, checkConfigFile, loadConfigFile } from './config/load.js';
 import { configSchema, type Config } from './config/schema.js';
 import { createLogger } from './observability/logger.js';
@@ -129,6 +130,9 @@ try {
   if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'))) {
     process.stderr.write(`resp-tls-proxy: ${(err as Error).message}\n\n${USAGE}`);
     process.exitCode = 2;
+  } else if (err instanceof ListenError) {
+    process.stderr.write(`resp-tls-proxy: ${err.message}\n`);
+    process.exit(1); // as below: whatever did start must not keep the process alive
   } else if (err instanceof ConfigError) {
     // A certificate, key or CA file that does not load (2 = configuration problems, as --check).
     printProblems(err.problems);

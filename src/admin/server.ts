@@ -1,6 +1,7 @@
 // Admin HTTP server: GET /metrics (Prometheus text), /healthz (alive), /readyz (ready to serve).
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { ListenError } from '../config/error.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface AdminHandlers {
@@ -77,9 +78,10 @@ export async function startAdmin(host: string, port: number, handlers: AdminHand
   server.headersTimeout = Math.min(server.headersTimeout, limits.idleMs);
   server.requestTimeout = Math.min(server.requestTimeout, limits.idleMs);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (err: Error): void => reject(new ListenError('admin', host, port, err));
+    server.once('error', failed);
     server.listen({ host, port }, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve();
     });
   });

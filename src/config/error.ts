@@ -9,3 +9,14 @@ export class ConfigError extends Error {
     this.problems = problems;
   }
 }
+
+/** A port could not be taken (in use, not permitted, a host that does not resolve): one line. */
+export class ListenError extends Error {
+  readonly code = 'ERR_LISTEN';
+
+  /** `what`: the config key whose host and port these are (listen, admin). */
+  constructor(what: string, host: string, port: number, cause: Error) {
+    super(`cannot listen on ${what} ${host}:${port}: ${cause.message}`, { cause });
+    this.name = 'ListenError';
+  }
+}

@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import { MAX_MS, clientsPerProcess, type Config, type WorkerPlace } from '../config/schema.js';
 import { ticketSecrets, type TicketSecrets } from '../config/tickets.js';
 import type { SniEntry, TlsMaterial } from '../config/tls.js';
+import { ListenError } from '../config/error.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
 import { isPeerGone } from './close-reason.js';
@@ -131,15 +132,18 @@ export class Listener {
       this.log.debug({ reason, err: err.message, ...(certError ? { cert_error: String(certError) } : {}) }, 'TLS handshake failed');
       dropWithoutTls(socket);
     });
-    for (const server of [this.tcp, this.server]) server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
+    this.server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
   }
 
   async listen(): Promise<AddressInfo> {
     const { host, port } = this.config.listen;
     await new Promise<void>((resolve, reject) => {
-      this.tcp.once('error', reject);
+      const failed = (err: Error): void => reject(new ListenError('listen', host, port, err));
+      this.tcp.once('error', failed);
       this.tcp.listen({ host, port }, () => {
-        this.tcp.off('error', reject);
+        this.tcp.off('error', failed);
+        // From now on an error (an accept that fails: EMFILE) is logged; unheard it would end the process.
+        this.tcp.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
         resolve();
       });
     });

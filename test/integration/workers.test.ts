@@ -342,6 +342,28 @@ describe('workers: 2 that cannot listen', { timeout: 60_000 }, () => {
   });
 });
 
+describe('a port that cannot be taken, one process', { timeout: 60_000 }, () => {
+  for (const what of ['listen', 'admin'] as const) {
+    test(`the ${what} port is in use → exit 1 with one line naming it, no stack trace`, { timeout: 30_000 }, async (t) => {
+      const blocker = net.createServer();
+      await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0 }, resolve));
+      t.after(() => blocker.close());
+      const taken = (blocker.address() as AddressInfo).port;
+      const certs = await sharedCerts();
+      const file = path.join(makeTempDir(), 'proxy.yaml');
+      writeFileSync(file, YAML.stringify({
+        listen: { host: '127.0.0.1', port: what === 'listen' ? taken : 0 },
+        tls: { cert_file: certs.certFile, key_file: certs.keyFile },
+        admin: { host: '127.0.0.1', port: what === 'admin' ? taken : 0 },
+      }));
+      const r = await run(process.execPath, [PROXY_CLI, '--config', file], { timeoutMs: 20_000 });
+      const out = `${r.stdout}\n${r.stderr}`;
+      assert.equal(r.code, 1, out);
+      assert.equal(r.stderr, `resp-tls-proxy: cannot listen on ${what} 127.0.0.1:${taken}: listen EADDRINUSE: address already in use 127.0.0.1:${taken}\n`, out);
+    });
+  }
+});
+
 describe('workers: 2, reloaded to max_clients: 1', { timeout: 90_000 }, () => {
   test('a worker started after the reload is still a worker: it does not run as a single process and die on the admin port, again and again', { timeout: 80_000 }, async (t) => {
     const { proxy, workers } = await workersStack(t, { workers: 2, limits: { max_clients: 10 }, admin: { host: '127.0.0.1', port: await freePort() } });
