@@ -1,11 +1,12 @@
 // Reloads without restart: SIGHUP, and certificate files changing on disk.
+import cluster from 'node:cluster';
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load.js';
 import { type Config, keepRestartOnly, restartOnlyChanges } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
-import { loadTlsMaterial, readTlsFilesAsync, tlsFiles, tlsFingerprint, type TlsFileBytes, type TlsMaterial } from './config/tls.js';
+import { EXPIRED_MESSAGE, expiredWarning, loadTlsMaterial, readTlsFilesAsync, tlsFiles, tlsFingerprint, type TlsFileBytes, type TlsMaterial } from './config/tls.js';
 import type { Listener } from './proxy/listener.js';
 
 /** A folder event is looked at this long after it (later events do not push the look back). */
@@ -89,6 +90,8 @@ export class Reloader {
     this.lastFingerprint = material.fingerprint;
     this.metrics.reloads.labels('success').inc();
     this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
+    const expired = expiredWarning(material);
+    if (expired !== null && !cluster.isWorker) this.log.warn(expired, EXPIRED_MESSAGE); // with workers, the primary says it
     this.onConfig(running);
     // Said at every reload while the file differs from what runs, not only the first time.
     if (ignored.length > 0) this.log.warn({ keys: ignored }, 'these changes take effect only on restart');

@@ -20,6 +20,16 @@ export interface TlsMaterial {
   ticketBase: Buffer;
 }
 
+/**
+ * Said at start and after a reload when a certificate served has expired (--check rejects it;
+ * the proxy serves it, and clients that verify it refuse the handshake). Null when none has.
+ */
+export function expiredWarning(material: TlsMaterial, now = Date.now()): { cert_expired: string } | null {
+  return material.expiresAt * 1000 < now ? { cert_expired: new Date(material.expiresAt * 1000).toISOString() } : null;
+}
+
+export const EXPIRED_MESSAGE = 'a certificate served has expired: clients that verify it refuse the handshake';
+
 export interface SniEntry {
   servername: string;
   context: tls.SecureContext;

@@ -8,6 +8,7 @@ import { cpSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, write
 import path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import YAML from 'yaml';
+import { createSelfSignedCertificate } from '../../src/config/devcert.js';
 import { OPENSSL } from '../helpers/certs.js';
 import { makeTempDir, run, sleep, waitFor } from '../helpers/common.js';
 import { logTail } from '../helpers/fixture.js';
@@ -328,5 +329,24 @@ describe('certificate rotation through a Kubernetes Secret volume', { timeout: 1
     const expiry1 = metricValue(m2, EXPIRY);
     assert.ok(Math.abs(expiry1 - (Date.now() / 1000 + 200 * 86400)) < 2 * 86400, `expiry gauge ${expiry1} after the swap: the new 200-day SNI certificate`);
     assert.ok(metricValue(m1, RELOADS, { result: 'error' }) === metricValue(m0, RELOADS, { result: 'error' }), logTail(proxy));
+  });
+});
+
+describe('an expired certificate', { timeout: 60_000 }, () => {
+  test('the proxy starts with it (--check rejects it), and warns at start and after a reload that keeps it', { timeout: 30_000 }, async (t) => {
+    const dir = makeTempDir();
+    const notAfter = new Date(Date.now() - 86_400_000);
+    const { certPem, keyPem } = await createSelfSignedCertificate({ notBefore: new Date(Date.now() - 10 * 86_400_000), notAfter });
+    writeFileSync(path.join(dir, 'old.crt'), certPem);
+    writeFileSync(path.join(dir, 'old.key'), keyPem);
+    const proxy = await startProxy({ tls: { cert_file: path.join(dir, 'old.crt'), key_file: path.join(dir, 'old.key') } });
+    t.after(() => proxy.stop());
+    const warnings = (): number => proxy.logs().filter((r) => r.msg === 'a certificate served has expired: clients that verify it refuse the handshake').length;
+    await waitFor('the warning at start', () => warnings() === 1 || null, 5_000).catch((e: unknown) => { throw new Error(`${String(e)}\n${logTail(proxy)}`); });
+    const rec = proxy.logs().find((r) => r.cert_expired !== undefined)!;
+    assert.equal(rec.level, 40, logTail(proxy));
+    assert.equal(Math.floor(Date.parse(String(rec.cert_expired)) / 1000), Math.floor(notAfter.getTime() / 1000), logTail(proxy));
+    process.kill(proxy.pid, 'SIGHUP');
+    await waitFor('the warning after the reload', () => warnings() === 2 || null, 5_000).catch((e: unknown) => { throw new Error(`${String(e)}\n${logTail(proxy)}`); });
   });
 });
