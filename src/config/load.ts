@@ -3,6 +3,7 @@
 // in one pass. `checkConfigFile` adds what only the file system can tell: are the certificate
 // and key readable, do they parse, do they belong together.
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -298,6 +299,21 @@ export async function checkConfigFile(file: string): Promise<string[]> {
     const keyPath = ['tls', ...key];
     problems.push(problemAt(file, analysis.lineOf(keyPath), keyPath, problem));
   }
+  // The addresses the proxy binds must resolve here (not the backend's: it may come up later).
+  for (const key of ['listen', 'admin'] as const) {
+    const problem = await hostProblem(config[key].host);
+    if (problem !== null) problems.push(problemAt(file, analysis.lineOf([key, 'host']), [key, 'host'], problem));
+  }
   problems.sort((a, b) => a.line - b.line);
   return problems.map((p) => p.text);
+}
+
+/** A host name or address to bind that does not resolve: what the lookup said; null when it resolves. */
+async function hostProblem(host: string): Promise<string | null> {
+  try {
+    await lookup(host);
+    return null;
+  } catch (err) {
+    return `does not resolve: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+  }
 }

@@ -91,6 +91,15 @@ describe('resp-tls-proxy --check', () => {
     assert.match(m.stderr, /nowhere\.key/);
   });
 
+  it('exits 2 naming listen.host and admin.host when they do not resolve (the backend host is not looked up)', async () => {
+    const file = path.join(dir, 'hosts.yaml');
+    await writeFile(file, 'tls:\n  cert_file: a.crt\n  key_file: a.key\nlisten:\n  host: not a host\nadmin:\n  host: 256.1.1.1\nbackend:\n  host: nowhere.invalid\n');
+    const r = await cli(['--check', '--config', file]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, new RegExp(`^${file}:5: listen\\.host: does not resolve: \\S+\n${file}:7: admin\\.host: does not resolve: \\S+\n$`));
+  });
+
   it('exits 2 with one line per schema problem, labelled with the path as given', async () => {
     await writeFile(path.join(dir, 'bad.yaml'), 'tls:\n  cert_file: a.crt\n  key_file: a.key\nlimits:\n  max_bulk_len: -1\n  max_bulk_lne: 3\n');
     const r = await new Promise<Result>((resolve) => {
