@@ -75,6 +75,10 @@ export async function runProxy(config: Config, configPath: string): Promise<void
   // (a reload lowered max_clients below the worker count, workers: 0 on fewer CPUs).
   if (cluster.isWorker) return runWorker(config, configPath, log.child({ worker: cluster.worker!.id }));
   const workers = workerCount(config);
+  if (config.workers > workers) {
+    // Each worker takes at least one of max_clients.
+    log.warn({ workers: config.workers, running: workers, max_clients: config.limits.max_clients }, 'fewer workers than configured: no more than limits.max_clients');
+  }
   if (workers <= 1) return runSingle(config, configPath, log);
   return runPrimary(config, configPath, workers, log);
 }

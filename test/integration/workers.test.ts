@@ -342,6 +342,18 @@ describe('workers: 2 that cannot listen', { timeout: 60_000 }, () => {
   });
 });
 
+describe('workers: 3 with max_clients: 2', { timeout: 60_000 }, () => {
+  test('runs 2 workers (each takes at least one client) and says so at start', { timeout: 40_000 }, async (t) => {
+    const proxy = await startProxy({ workers: 3, limits: { max_clients: 2 } });
+    t.after(() => proxy.stop());
+    const listening = await waitFor('the listening record', () => proxy.logs().find((r) => r.msg === 'listening') ?? null, 20_000);
+    assert.equal(listening.workers, 2, logTail(proxy));
+    const warned = proxy.logs().filter((r) => r.msg === 'fewer workers than configured: no more than limits.max_clients');
+    assert.equal(warned.length, 1, logTail(proxy));
+    assert.deepEqual([warned[0]!.level, warned[0]!.workers, warned[0]!.running, warned[0]!.max_clients], [40, 3, 2, 2], logTail(proxy));
+  });
+});
+
 describe('a port that cannot be taken, one process', { timeout: 60_000 }, () => {
   for (const what of ['listen', 'admin'] as const) {
     test(`the ${what} port is in use → exit 1 with one line naming it, no stack trace`, { timeout: 30_000 }, async (t) => {
