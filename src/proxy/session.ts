@@ -563,7 +563,10 @@ export class Session {
     // Uncounted replies (CLIENT REPLY, SUBSCRIBE…): a BLPOP may be waiting; pub/sub clients only
     // time out when idle_timeout_pubsub says so.
     const waiting = this.countable() ? this.owed() > 0 : !(this.scanner.subscribeSeen && this.cfg.limits.idle_timeout_pubsub);
-    if (this.status === 'connecting' || waiting) {
+    // Nor is a client the proxy holds back: commands the backend has not read yet (the client
+    // may be paused in the middle of a large one, which is not counted until it ends).
+    const held = this.backend !== null && this.backend.writableLength > 0;
+    if (this.status === 'connecting' || waiting || held) {
       this.client.setTimeout(this.cfg.limits.idle_timeout_ms); // busy, or exempt: look again later
       return;
     }

@@ -1,5 +1,6 @@
 // limits.idle_timeout_ms: an idle client is closed in order (close_notify, reason idle_timeout);
-// a client waiting on a blocking command is not idle; SUBSCRIBE/MONITOR clients are exempt
+// a client waiting on a blocking command is not idle, nor one held back while the backend does
+// not read; SUBSCRIBE/MONITOR clients are exempt
 // unless limits.idle_timeout_pubsub is true.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -103,5 +104,25 @@ describe('limits.idle_timeout_ms: 300 with idle_timeout_pubsub: true', { timeout
     const m = await waitForMetric(p, CLOSES, { mode: 'graceful', reason: 'idle_timeout' }, (v) => v >= 1, 5_000);
     assert.equal(metricValue(m, CLOSES, { mode: 'graceful', reason: 'idle_timeout' }), 1, logTail(p));
     t.diagnostic(`subscriber closed after ${r.elapsedMs} ms`);
+  });
+});
+
+describe('limits.idle_timeout_ms: 800 and a backend that stops reading', { timeout: 120_000 }, () => {
+  const stack = useStack({ redis: { args: ['--enable-debug-command', 'yes'] }, proxy: () => ({ limits: { idle_timeout_ms: 800 } }) });
+
+  test('a client held back in the middle of a 30 MiB SET while Redis sleeps 3 s is not idle: the SET runs, +OK, then the idle close', { timeout: 60_000 }, async () => {
+    // Redis reads nothing while DEBUG SLEEP runs, so the proxy pauses the client mid-command (the
+    // SET is not counted until it ends): no traffic on the client's socket for seconds.
+    const size = 30 * 1024 * 1024;
+    const sleeping = stack.redis.cli('DEBUG', 'SLEEP', '3');
+    await sleep(200);
+    const payload = Buffer.concat([Buffer.from(`*3\r\n$3\r\nSET\r\n$4\r\nheld\r\n$${size}\r\n`, 'latin1'), Buffer.alloc(size, 0x61), Buffer.from('\r\n', 'latin1')]);
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, initialDelayMs: 0, readTimeoutMs: 15_000 });
+    await sleeping;
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), '+OK\r\n', why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.equal(await stack.redis.cli('STRLEN', 'held'), String(size), why);
+    assert.ok(r.elapsedMs >= 2_500, `closed after ${r.elapsedMs} ms: before Redis woke up\n${why}`);
   });
 });
