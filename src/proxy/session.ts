@@ -242,6 +242,13 @@ export class Session {
     backend.on('writeFailed', () => {
       if (this.status === 'proxying') this.client.pause();
     });
+    // The backend's EOF. Redis closes both ways at once, so 'close' follows; something that
+    // half-closes and then reads nothing (another server, a middlebox) would keep our queued
+    // writes, and with them the 'close' that ends phase 2, pending for good: it will answer none
+    // of them, so drop them and close.
+    backend.on('end', () => {
+      if (backend.writableLength > 0) backend.destroy();
+    });
     backend.on('close', () => this.onBackendClose());
   }
 

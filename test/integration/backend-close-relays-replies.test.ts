@@ -1,11 +1,15 @@
 // When the backend ends the connection — QUIT, CLIENT KILL, its own protocol error, a crash —
 // every byte it sent reaches the client, then the close is orderly (close_notify).
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { logTail, useStack, type Stack } from '../helpers/fixture.js';
-import { metricSamples, metricValue, waitForMetric } from '../helpers/proxy.js';
+import { closeRecords, metricSamples, metricValue, startProxy, waitForMetric } from '../helpers/proxy.js';
+import { startRedis } from '../helpers/redis.js';
+import { openTls } from '../helpers/tls-conn.js';
 import { redisCliTls } from '../helpers/redis-cli.js';
-import { waitFor } from '../helpers/common.js';
+import { sleep, waitFor } from '../helpers/common.js';
 import { encodeCommand, encodePipeline, msetArgs, msetPayload, show } from '../helpers/resp.js';
 import { describe as showResult, strictClient, type StrictClientResult } from '../helpers/strict-client.js';
 
@@ -175,5 +179,50 @@ describe('QUIT with replies uncounted (after SUBSCRIBE)', { timeout: 120_000 }, 
     assert.equal(metricValue(text, CLOSES, { mode: 'graceful', reason: 'backend_closed' }), 1, text);
     const levels = stack.proxy.logs().filter((r) => r.reason === 'backend_closed').map((r) => r.level as number);
     assert.deepEqual(levels, [40], logTail(stack.proxy));
+  });
+});
+
+describe('something between the proxy and Redis half-closes and stops reading', { timeout: 60_000 }, () => {
+  test('its FIN with a large command still being written (then the client resets): the session ends, counted backend_closed, not held for good', { timeout: 30_000 }, async (t) => {
+    // Redis closes both ways at once; a middlebox (or another server) may send its FIN and then
+    // read nothing. With writes still queued, the socket's 'close' never came, and the client,
+    // paused for them, was never read again: its reset went unseen.
+    const redis = await startRedis();
+    t.after(() => redis.stop());
+    let stopReading: (() => void) | null = null;
+    let halfClose: (() => void) | null = null;
+    const relay = net.createServer((down) => {
+      const up = net.connect({ host: '127.0.0.1', port: redis.port });
+      down.on('error', () => undefined);
+      up.on('error', () => undefined);
+      down.pipe(up);
+      up.on('data', (d: Buffer) => down.write(d));
+      stopReading = () => {
+        down.unpipe(up);
+        down.pause(); // reads nothing more (beyond what fills its buffer)
+      };
+      halfClose = () => {
+        down.end(); // FIN to the proxy
+        up.destroy();
+      };
+    });
+    await new Promise<void>((resolve) => relay.listen({ host: '127.0.0.1', port: 0 }, resolve));
+    t.after(() => relay.close());
+    const proxy = await startProxy({ backend: { host: '127.0.0.1', port: (relay.address() as AddressInfo).port }, close: { drain_timeout_ms: 1000 } });
+    t.after(() => proxy.stop());
+    const c = await openTls(proxy.port, { ca: readFileSync(proxy.certs.caFile) });
+    t.after(() => c.close());
+    assert.equal((await c.request(encodeCommand(['PING'])))[0]!.toString('latin1'), '+PONG\r\n');
+    stopReading!();
+    const size = 20 * 1024 * 1024;
+    c.socket.write(Buffer.concat([Buffer.from(`*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$${size}\r\n`, 'latin1'), Buffer.alloc(size, 0x62), Buffer.from('\r\n', 'latin1')]));
+    await sleep(500); // the proxy's writes to the relay are queued by now
+    halfClose!();
+    await sleep(300);
+    c.socket.resetAndDestroy();
+    await waitFor('the session gone', async () => metricValue(await proxy.metrics(), 'resp_tls_proxy_connections_active') === 0, 5_000)
+      .catch((e: unknown) => { throw new Error(`${String(e)}\n${logTail(proxy)}`); });
+    assert.equal(await redis.cli('EXISTS', 'big'), '0', 'the SET reached Redis: the test did not test it');
+    assert.deepEqual(closeRecords(proxy.logs()).map((r) => r.reason), ['backend_closed'], logTail(proxy));
   });
 });
