@@ -8,32 +8,33 @@ import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import type { Socket } from 'node:net';
 
-/** One read of the tables serves every look within this long. */
-const FRESH_MS = 200;
+/** One read of the tables serves every look within this long, unless the caller asks for fresher. */
+export const FRESH_MS = 200;
 
 type Table = Map<string, number>;
 const tables = new Map<string, { at: number; rows: Promise<Table | null> }>();
 
 /**
  * tx_queue of the socket, or null when it cannot be told (not Linux, no /proc, an address that
- * does not parse, the socket not in the table).
+ * does not parse, the socket not in the table). `maxAgeMs`: how old a table read for another look
+ * may be; two looks meant to see a change must come further apart than this.
  */
-export async function unacknowledged(socket: Socket): Promise<number | null> {
+export async function unacknowledged(socket: Socket, maxAgeMs = FRESH_MS): Promise<number | null> {
   const { localAddress, localPort, remoteAddress, remotePort, remoteFamily } = socket;
   if (localAddress === undefined || localPort === undefined || remoteAddress === undefined || remotePort === undefined) return null;
   const v6 = remoteFamily === 'IPv6';
   const local = procAddress(localAddress, v6);
   const remote = procAddress(remoteAddress, v6);
   if (local === null || remote === null) return null;
-  const table = await tableOf(v6 ? '/proc/net/tcp6' : '/proc/net/tcp', port(localPort));
+  const table = await tableOf(v6 ? '/proc/net/tcp6' : '/proc/net/tcp', port(localPort), maxAgeMs);
   return table?.get(`${local}:${port(localPort)} ${remote}:${port(remotePort)}`) ?? null;
 }
 
 /** The rows of `file` whose local port is `localPort` (hex): a client's sockets share the listening port. */
-function tableOf(file: string, localPort: string): Promise<Table | null> {
+function tableOf(file: string, localPort: string, maxAgeMs: number): Promise<Table | null> {
   const key = `${file} ${localPort}`;
   const cached = tables.get(key);
-  if (cached !== undefined && performance.now() - cached.at < FRESH_MS) return cached.rows;
+  if (cached !== undefined && performance.now() - cached.at < maxAgeMs) return cached.rows;
   const entry = {
     at: Number.POSITIVE_INFINITY, // fresh while it is read
     rows: readFile(file, 'latin1')

@@ -23,7 +23,7 @@ import { ByteList } from '../resp/byte-list.js';
 import { ReplyCounter } from '../resp/reply-counter.js';
 import { BACKEND_LOST_REPLY, MAX_CLIENTS_REPLY, backendUnavailableReply } from '../resp/replies.js';
 import { RequestScanner } from '../resp/scanner.js';
-import { unacknowledged } from './send-queue.js';
+import { FRESH_MS, unacknowledged } from './send-queue.js';
 import { BackendSocket } from './upstream.js';
 import { closeLogLevel, isPeerGone, type CloseMode, type CloseReason } from './close-reason.js';
 
@@ -382,7 +382,10 @@ export class Session {
   private lookAtClient(): void {
     const arm = this.arms;
     const phase = this.phase;
-    void unacknowledged(this.client).then((unacked) => {
+    // Looks come close.drain_timeout_ms apart (or LOOK_AGAIN_MS): a table read for another
+    // session may serve this one only if it is younger than half that, so that two looks never
+    // see the same read (which would take a client that reads for one that does not).
+    void unacknowledged(this.client, Math.min(FRESH_MS, this.cfg.close.drain_timeout_ms / 2)).then((unacked) => {
       if (this.status === 'closed' || this.phase !== phase || this.arms !== arm || this.deadline !== null) return; // moved on meanwhile
       if (unacked === null) return this.giveUp();
       const before = this.look?.arm === arm ? this.look.unacked : null;

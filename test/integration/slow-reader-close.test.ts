@@ -57,3 +57,21 @@ describe('a slow but steady reader while the connection closes', { timeout: 120_
     await client;
   });
 });
+
+describe('a slow but steady reader with close.drain_timeout_ms: 150', { timeout: 120_000 }, () => {
+  // Shorter than the 200 ms one read of the kernel's table serves: the second look at the client
+  // saw the same table, and a client that reads was taken for one that does not (cut after
+  // about half the replies).
+  const stack = useStack({ proxy: () => ({ close: { drain_timeout_ms: 150 }, log: { level: 'debug' } }) });
+  const payload = Buffer.concat([...Array.from({ length: GETS }, () => encodeCommand(['GET', 'big'])), Buffer.from('*x\r\n')]);
+
+  test('80 GETs of 100 KB then *x, read at 1 MB/s: every reply, the error, close_notify', { timeout: 60_000 }, async () => {
+    await stack.redis.cli('SET', 'big', 'v'.repeat(VALUE));
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, readRate: 1_000_000, rcvbuf: RCVBUF, readTimeoutMs: 15_000 });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    const bulk = `$${VALUE}\r\n${'v'.repeat(VALUE)}\r\n`;
+    assert.equal(r.reply.length, GETS * bulk.length + ERR.multibulk.length, why);
+    assert.equal(r.close, 'close_notify', why);
+    assert.equal(stack.proxy.logs().filter((l) => l.msg === 'closing: the client does not read').length, 0, why);
+  });
+});
