@@ -4,8 +4,8 @@
 The records are made with Python's ssl.SSLObject over memory buffers (each write() is a record of
 its own) and sent in batches of --batch records, so that the client, not a system call per
 record, sets the pace: the server gets records as fast as it can take them. After the handshake
-this sends the header of `SET <key> <value of --size bytes>`, then the value, then reads the
-reply. It stops early when the server closes the connection, or at --deadline-ms.
+this sends the header of `SET <key> <value of --size bytes>`, then the value (its first --lead
+bytes in 16 KiB records), then reads the reply. It stops early when the server closes the connection, or at --deadline-ms.
 
 Prints one JSON object: {"handshake": bool, "version", "records": N, "sent": bytes of the value,
 "closed": bool, "error", "elapsed_ms", "reply" (base64)}.
@@ -28,6 +28,7 @@ def main():
     ap.add_argument('--batch', type=int, default=2048, help='records per socket write')
     ap.add_argument('--key', default='tiny')
     ap.add_argument('--deadline-ms', type=int, default=60000)
+    ap.add_argument('--lead', type=int, default=0, help='bytes of the value sent first in 16 KiB records')
     a = ap.parse_args()
 
     report = {'handshake': False, 'records': 0, 'sent': 0, 'closed': False}
@@ -65,6 +66,12 @@ def main():
         report['version'] = tls.version()
         key = a.key.encode()
         tls.write(b'*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n' % (len(key), key, a.size))
+        while report['sent'] < min(a.lead, a.size):
+            n = min(16384, a.lead - report['sent'])
+            tls.write(b'x' * n)
+            report['records'] += 1
+            report['sent'] += n
+        flush()
         piece = b'x' * a.record
         while report['sent'] < a.size:
             if time.monotonic() > deadline:

@@ -10,7 +10,9 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { repoRoot, run } from '../helpers/common.js';
+import { repoRoot, run, sleep } from '../helpers/common.js';
+import { proxyBehindDoor } from '../helpers/full-accept-queue.js';
+import { rssMiB } from '../helpers/rss.js';
 import { logTail, useStack, type Stack } from '../helpers/fixture.js';
 import { closeRecords, metricValue, waitForMetric } from '../helpers/proxy.js';
 import { PYTHON } from '../helpers/strict-client.js';
@@ -28,8 +30,8 @@ interface SendReport {
   reply?: string;
 }
 
-async function sendInRecords(port: number, key: string, record: number, size: number, deadlineMs: number): Promise<SendReport> {
-  const args = ['-S', SENDER, '--port', String(port), '--key', key, '--record', String(record), '--size', String(size), '--deadline-ms', String(deadlineMs)];
+async function sendInRecords(port: number, key: string, record: number, size: number, deadlineMs: number, lead = 0): Promise<SendReport> {
+  const args = ['-S', SENDER, '--port', String(port), '--key', key, '--record', String(record), '--size', String(size), '--deadline-ms', String(deadlineMs), '--lead', String(lead)];
   const r = await run(PYTHON, args, { timeoutMs: deadlineMs + 30_000 });
   try {
     return JSON.parse(r.stdout) as SendReport;
@@ -82,5 +84,30 @@ describe('limits.tls_overhead_bytes: 0 takes the limit off', { timeout: 120_000 
 
   test('1-byte records as fast as they come are served', async () => {
     await assertServed(stack, 'tiny:off', 1, 300_000);
+  });
+});
+
+describe('2-byte records to a connection the proxy holds back', { timeout: 120_000 }, () => {
+  // The backend connect hangs (a full accept queue), so each client is paused once 1 MiB waits
+  // for it. Pausing a stream stops its 'data' events, not its reads: Node read ahead up to the
+  // high-water mark in bytes, one Buffer per TLS record, so 2-byte records (under the tls_flood
+  // limit) made each paused connection hold 8,000 (Node 20) to 33,000 (Node 26) of them. Measured
+  // here, 4 clients: RSS +7.7 MiB a client on Node 20 and +11.9 on Node 26, against +1.2 and +1.8
+  // with 64-byte records. The proxy now holds a paused client's mark at 1 byte, so only the
+  // records of the read under way are kept: +3.8 and +3.9 MiB a client.
+  const CLIENTS = 4;
+
+  test(`${CLIENTS} clients, each 1 MiB in full records then 260 KB in 2-byte records: the proxy's RSS grows by less than 6 MiB a client`, { timeout: 90_000 }, async (t) => {
+    const { proxy } = await proxyBehindDoor(t, { connectMs: 60_000, drainMs: 5_000 });
+    await sleep(500);
+    const before = rssMiB(proxy.pid);
+    const sends = Array.from({ length: CLIENTS }, (_, i) => sendInRecords(proxy.port, `held:${i}`, 2, 1_300_000, 6_000, 1_040_000));
+    const reports = await Promise.all(sends);
+    const grown = rssMiB(proxy.pid) - before;
+    const why = `${JSON.stringify(reports)}\nRSS +${grown.toFixed(1)} MiB\n${logTail(proxy)}`;
+    t.diagnostic(`proxy RSS +${grown.toFixed(1)} MiB for ${CLIENTS} clients (${(grown / CLIENTS).toFixed(2)} MiB each)`);
+    // The premise: every client got its records out (the proxy holds them back, the kernel takes them).
+    for (const r of reports) assert.ok(r.handshake && r.records > 100_000 && !r.closed, why);
+    assert.ok(grown / CLIENTS < 6, why);
   });
 });
