@@ -805,11 +805,11 @@ export class Session {
   }
 
   /**
-   * The backend answered a RESET sent with replies uncounted: counting resumes from it unless a
-   * later command stopped it again. Called by the counter as it counts the +RESET.
+   * The backend answered a RESET: with replies uncounted, counting resumes from it unless a later
+   * command stopped it again. Called by the counter as it counts the +RESET.
    */
   private readonly onResetReply = (): number => {
-    const at = this.scanner.resetAnswered();
+    const at = this.scanner.resetAnswered(this.counter.replies);
     if (this.scanner.resetsPending.length === 0) this.counter.onReset = null;
     if (at >= 0) this.progress(); // a reply came, and the count now says what is owed
     return at;

@@ -79,8 +79,8 @@ const QUIT_BYTES = Buffer.from('quit', 'latin1');
  * once again: counting resumes from it (resetAnswered).
  */
 const RESET_BYTES = Buffer.from('reset', 'latin1');
-/** RESETs sent with replies uncounted that are remembered until answered; later ones are not. */
-const RESETS_PENDING_MAX = 16;
+/** RESETs remembered until answered; one more ends the matching for the connection. */
+const RESETS_PENDING_MAX = 64;
 const NAME_MIN = 4; // "quit"
 const NAME_MAX = 12; // "punsubscribe", "sunsubscribe"
 
@@ -108,20 +108,20 @@ export class RequestScanner {
    */
   repliesUncounted = false;
   /**
-   * The RESETs (their numbers, as counted in `commands`) sent with replies uncounted and not yet
-   * answered, oldest first; at most RESETS_PENDING_MAX. Each +RESET the backend sends answers the
-   * oldest (resetAnswered).
+   * The RESETs (their numbers, as counted in `commands`) not yet answered, oldest first, counted
+   * or not: each +RESET the backend sends answers the oldest (resetAnswered), so none may be left
+   * out (its +RESET would take a later one's place, and the count would run ahead of the replies).
    */
   readonly resetsPending: number[] = [];
   /** The last command that stopped counting (0 if none). */
   private uncountedAt = 0;
   /**
-   * False once a RESET came right after CLIENT REPLY: after CLIENT REPLY SKIP Redis sends no
-   * +RESET for it, so the +RESET replies that come can no longer be matched to their RESETs.
+   * False once a +RESET may no longer be matched to its RESET: a RESET came right after CLIENT
+   * REPLY (after SKIP Redis sends no +RESET for it), or more than RESETS_PENDING_MAX waited.
    */
   private resumable = true;
-  /** The last CLIENT REPLY (it may have been SKIP, which silences the next command); 0 if none. */
-  private clientReplyAt = 0;
+  /** The last CLIENT REPLY (it may have been SKIP, which silences the next command); -1 if none. */
+  private clientReplyAt = -1;
 
   private readonly maxMultibulk: number;
   private readonly maxBulk: number;
@@ -450,22 +450,28 @@ export class RequestScanner {
     if (this.nameHit || this.replyHit || this.uncountedHit || (this.unsubscribeHit && (this.resp3 || elements > 2))) {
       this.repliesUncounted = true;
       this.uncountedAt = at;
-    } else if (this.resetHit && elements === 1 && this.repliesUncounted) {
-      if (this.clientReplyAt === at - 1) {
+    } else if (this.resetHit && elements === 1 && this.resumable) {
+      if (this.clientReplyAt === at - 1 || this.resetsPending.length >= RESETS_PENDING_MAX) {
         this.resumable = false;
         this.resetsPending.length = 0;
-      } else if (this.resumable && this.resetsPending.length < RESETS_PENDING_MAX) this.resetsPending.push(at);
+      } else this.resetsPending.push(at);
     }
     if (this.resp3Hit) this.hello3(at);
     if (this.replyHit) this.clientReplyAt = at;
   }
 
   /**
-   * The backend answered the oldest RESET in resetsPending with +RESET. Counting resumes if no
-   * command sent after that RESET stopped it again: the return value is then the RESET's number
-   * (every command up to it is answered), and -1 otherwise.
+   * The backend sent +RESET, its reply number `replies` as counted. Counted, that reply answers
+   * command number `replies`: every RESET up to it is done with (one refused, by an ACL, got an
+   * error instead), and -1 is returned. Uncounted, it answers the oldest pending RESET, and
+   * counting resumes if no command sent after that RESET stopped it again: the return value is
+   * then the RESET's number (every command up to it is answered), and -1 otherwise.
    */
-  resetAnswered(): number {
+  resetAnswered(replies: number): number {
+    if (!this.repliesUncounted) {
+      while (this.resetsPending.length > 0 && this.resetsPending[0]! <= replies) this.resetsPending.shift();
+      return -1;
+    }
     const at = this.resetsPending.shift();
     if (at === undefined || this.uncountedAt > at) return -1;
     this.repliesUncounted = false;

@@ -103,6 +103,16 @@ describe('RESET turns reply counting back on', { timeout: 60_000 }, () => {
     assert.ok(r.elapsedMs >= 900, `closed after ${r.elapsedMs} ms, before BLPOP could answer\n${why}`);
   });
 
+  test('RESET while counted, SUBSCRIBE, RESET, a BLPOP that times out after 1 s, then close_notify → every reply, the nil included', { timeout: 30_000 }, async () => {
+    // The first +RESET answers the first RESET: taken for the second one's, it resumed counting
+    // too early and the close ended before the BLPOP's reply.
+    const payload = Buffer.from('RESET\r\nSUBSCRIBE a\r\nRESET\r\nBLPOP reset-empty 1\r\n', 'latin1');
+    const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, afterWrite: 'close_notify', initialDelayMs: 0 });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.toString('latin1'), `+RESET\r\n${SUBSCRIBED}+RESET\r\n*-1\r\n`, why);
+    assert.equal(r.close, 'close_notify', why);
+  });
+
   test('CLIENT REPLY OFF, SET, RESET, INCR, a BLPOP that times out after 1 s, then a protocol error → the replies after RESET, then the error text', { timeout: 30_000 }, async () => {
     const payload = Buffer.from('CLIENT REPLY OFF\r\nSET reset-k 1\r\nRESET\r\nINCR reset-k\r\nBLPOP reset-empty 1\r\n*x\r\n', 'latin1');
     const r = await strictClient({ port: stack.proxy.port, payload, caFile: stack.certs.caFile, initialDelayMs: 0 });

@@ -1,9 +1,11 @@
-// RESET turns reply counting back on. Once replies stop being one per command (SUBSCRIBE,
-// MONITOR, CLIENT REPLY, REPLCONF, some UNSUBSCRIBEs), a RESET sent afterwards is remembered
-// (RequestScanner.resetsPending); when the backend's +RESET comes (ReplyCounter.onReset), every
-// command up to that RESET is answered, and counting resumes from it unless a later command
+// RESET turns reply counting back on. Every RESET is remembered until answered
+// (RequestScanner.resetsPending), counted or not, since each +RESET the backend sends
+// (ReplyCounter.onReset) answers the oldest. Once replies stop being one per command (SUBSCRIBE,
+// MONITOR, CLIENT REPLY, REPLCONF, some UNSUBSCRIBEs), the +RESET of a RESET sent afterwards
+// means every command up to it is answered, and counting resumes from it unless a later command
 // stopped it again. After CLIENT REPLY SKIP Redis sends no +RESET for the next command, so a
-// RESET there ends the matching for good. Multibulk and inline, at every split.
+// RESET there ends the matching for good, as does a 65th one waiting. Multibulk and inline, at
+// every split.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ReplyCounter } from '../../src/resp/reply-counter.js';
@@ -50,8 +52,13 @@ describe('RequestScanner: RESET after replies stopped being counted', () => {
     assert.deepEqual(scan(mb('REPLCONF', 'ACK', '0') + '\r\n' + mb('RESET')), { pending: [2], uncounted: true }); // a blank line is no command
   });
 
-  it('is not remembered while replies are counted, with arguments (an arity error), or when it only looks like RESET', () => {
-    for (const s of [mb('RESET'), 'RESET\r\n' + mb('SUBSCRIBE', 'a'), mb('SUBSCRIBE', 'a') + mb('RESET', 'x'), mb('SUBSCRIBE', 'a') + 'RESET now\r\n',
+  it('is remembered while replies are counted too: its +RESET must not answer a later one', () => {
+    assert.deepEqual(scan(mb('RESET')), { pending: [1], uncounted: false });
+    assert.deepEqual(scan('RESET\r\n' + mb('SUBSCRIBE', 'a') + mb('RESET') + mb('BLPOP', 'k', '1')), { pending: [1, 3], uncounted: true });
+  });
+
+  it('is not remembered with arguments (an arity error), or when it only looks like RESET', () => {
+    for (const s of [mb('SUBSCRIBE', 'a') + mb('RESET', 'x'), mb('SUBSCRIBE', 'a') + 'RESET now\r\n',
       mb('MONITOR') + mb('RESETX'), mb('MONITOR') + mb('RESE'), mb('MONITOR') + mb('ECHO', 'RESET'), mb('MONITOR') + 'ECHO reset\r\n']) {
       assert.deepEqual(scan(s).pending, [], JSON.stringify(s));
     }
@@ -64,15 +71,34 @@ describe('RequestScanner: RESET after replies stopped being counted', () => {
     assert.deepEqual(scan(mb('CLIENT', 'REPLY', 'SKIP') + mb('PING') + mb('RESET')), { pending: [3], uncounted: true });
   });
 
-  it('at most 16 are remembered', () => {
-    const s = scanner(mb('MONITOR') + mb('RESET').repeat(20));
-    assert.deepEqual(s.resetsPending, Array.from({ length: 16 }, (_, i) => i + 2));
+  it('64 are remembered; a 65th ends the matching for the connection (one left out would take a later one\'s +RESET)', () => {
+    assert.deepEqual(scanner(mb('MONITOR') + mb('RESET').repeat(64)).resetsPending, Array.from({ length: 64 }, (_, i) => i + 2));
+    const s = scanner(mb('MONITOR') + mb('RESET').repeat(65) + mb('RESET'));
+    assert.deepEqual(s.resetsPending, []);
+    assert.equal(s.resetAnswered(0), -1);
+    assert.equal(s.repliesUncounted, true);
+  });
+
+  it('counted, a +RESET settles every RESET up to its reply number (one refused by an ACL got an error instead)', () => {
+    const s = scanner(mb('RESET') + mb('GET', 'k') + mb('RESET') + mb('PING') + mb('RESET'));
+    assert.deepEqual(s.resetsPending, [1, 3, 5]);
+    assert.equal(s.resetAnswered(3), -1); // reply 3: the first RESET got -NOPERM, the second +RESET
+    assert.deepEqual(s.resetsPending, [5]);
+    assert.equal(s.repliesUncounted, false);
+  });
+
+  it('a RESET sent while counted, then SUBSCRIBE and another RESET: the first +RESET answers the first RESET, the second resumes counting', () => {
+    const s = scanner(mb('RESET') + mb('SUBSCRIBE', 'a') + mb('RESET') + mb('BLPOP', 'k', '1'));
+    assert.equal(s.resetAnswered(1), -1, 'the first RESET came before the SUBSCRIBE');
+    assert.equal(s.repliesUncounted, true);
+    assert.equal(s.resetAnswered(3), 3);
+    assert.equal(s.repliesUncounted, false);
   });
 
   it('the answer resumes counting from the RESET, out of subscriber mode', () => {
     const s = scanner(mb('SUBSCRIBE', 'a', 'b') + mb('RESET') + mb('GET', 'k'));
     assert.equal(s.subscribeSeen, true);
-    assert.equal(s.resetAnswered(), 2);
+    assert.equal(s.resetAnswered(0), 2);
     assert.equal(s.repliesUncounted, false);
     assert.equal(s.subscribeSeen, false);
     assert.deepEqual(s.resetsPending, []);
@@ -83,22 +109,22 @@ describe('RequestScanner: RESET after replies stopped being counted', () => {
   it('an answered RESET followed by a command that stops counting again does not resume it; a later RESET does', () => {
     const s = scanner(mb('SUBSCRIBE', 'a') + mb('RESET') + mb('CLIENT', 'REPLY', 'OFF') + mb('SET', 'k', 'v') + mb('RESET') + mb('PING'));
     assert.deepEqual(s.resetsPending, [2, 5]);
-    assert.equal(s.resetAnswered(), -1);
+    assert.equal(s.resetAnswered(0), -1);
     assert.equal(s.repliesUncounted, true);
     assert.deepEqual(s.resetsPending, [5]);
-    assert.equal(s.resetAnswered(), 5);
+    assert.equal(s.resetAnswered(0), 5);
     assert.equal(s.repliesUncounted, false);
-    assert.equal(s.resetAnswered(), -1, 'nothing left to answer');
+    assert.equal(s.resetAnswered(0), -1, 'nothing left to answer');
   });
 
   it('goes back to RESP2: a bare UNSUBSCRIBE after it is counted again, unless HELLO 3 came after the RESET', () => {
     const s = scanner(mb('HELLO', '3') + mb('SUBSCRIBE', 'a') + mb('RESET'));
     s.helloAnswered(1, false);
-    assert.equal(s.resetAnswered(), 3);
+    assert.equal(s.resetAnswered(0), 3);
     s.feed(B(mb('UNSUBSCRIBE')), []);
     assert.equal(s.repliesUncounted, false, 'RESP2: one reply');
     const t = scanner(mb('SUBSCRIBE', 'a') + mb('RESET') + mb('HELLO', '3'));
-    assert.equal(t.resetAnswered(), 2);
+    assert.equal(t.resetAnswered(0), 2);
     t.feed(B(mb('UNSUBSCRIBE')), []);
     assert.equal(t.repliesUncounted, true, 'RESP3 again: a push, not a reply');
   });
