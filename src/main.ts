@@ -8,7 +8,7 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, Counter, Registry, type Gauge } from 'prom-client';
 import { startAdmin, boundPort, type AdminHandlers } from './admin/server.js';
 import { WORKER_CONFIG_ENV, loadConfigFile } from './config/load.js';
-import { type Config, type WorkerPlace, clientsPerProcess, keepRestartOnly, workerCount } from './config/schema.js';
+import { type Config, type WorkerPlace, clientsPerProcess, keepRestartOnly, workerCount, workersAsked } from './config/schema.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
 import { ticketSecrets } from './config/tickets.js';
@@ -75,9 +75,9 @@ export async function runProxy(config: Config, configPath: string): Promise<void
   // (a reload lowered max_clients below the worker count, workers: 0 on fewer CPUs).
   if (cluster.isWorker) return runWorker(config, configPath, log.child({ worker: cluster.worker!.id }));
   const workers = workerCount(config);
-  if (config.workers > workers) {
+  if (workersAsked(config) > workers) {
     // Each worker takes at least one of max_clients.
-    log.warn({ workers: config.workers, running: workers, max_clients: config.limits.max_clients }, 'fewer workers than configured: no more than limits.max_clients');
+    log.warn({ workers: workersAsked(config), running: workers, max_clients: config.limits.max_clients }, 'fewer workers than configured: no more than limits.max_clients');
   }
   if (workers <= 1) return runSingle(config, configPath, log);
   return runPrimary(config, configPath, workers, log);

@@ -1,5 +1,4 @@
 // Reloads without restart: SIGHUP, and certificate files changing on disk.
-import cluster from 'node:cluster';
 import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { ConfigError, loadConfigFile } from './config/load.js';
@@ -91,7 +90,7 @@ export class Reloader {
     this.metrics.reloads.labels('success').inc();
     this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
     const expired = expiredWarning(material);
-    if (expired !== null && !cluster.isWorker) this.log.warn(expired, EXPIRED_MESSAGE); // with workers, the primary says it
+    if (expired !== null) this.log.warn(expired, EXPIRED_MESSAGE); // each worker too: a certificate file's change reaches only them
     this.onConfig(running);
     // Said at every reload while the file differs from what runs, not only the first time.
     if (ignored.length > 0) this.log.warn({ keys: ignored }, 'these changes take effect only on restart');

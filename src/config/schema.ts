@@ -245,7 +245,12 @@ export function renderConfigJsonSchema(): string {
  * limits.max_clients (a worker without a share of it would turn every client away).
  */
 export function workerCount(config: Config): number {
-  return Math.min(config.workers === 0 ? usableCpus() : config.workers, config.limits.max_clients);
+  return Math.min(workersAsked(config), config.limits.max_clients);
+}
+
+/** The workers the config asks for: `workers`, or one per usable CPU for 0. */
+export function workersAsked(config: Config): number {
+  return config.workers === 0 ? usableCpus() : config.workers;
 }
 
 /** An accepting process's place: `slot` from 0 to `of` - 1, among `of` processes (0 of 1 alone). */
