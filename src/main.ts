@@ -12,7 +12,7 @@ import { type Config, type WorkerPlace, clientsPerProcess, keepRestartOnly, work
 import { createLogger, type Logger } from './observability/logger.js';
 import { PREFIX, backendUpGauge, createMetrics, type Metrics } from './observability/metrics.js';
 import { ticketSecrets } from './config/tickets.js';
-import { EXPIRED_MESSAGE, expiredWarning, loadTlsMaterial } from './config/tls.js';
+import { loadTlsMaterial, warnIfExpired } from './config/tls.js';
 import { usableCpus } from './config/cpus.js';
 import { fdsNeeded, openFileLimit } from './config/fds.js';
 import { Listener } from './proxy/listener.js';
@@ -86,8 +86,7 @@ export async function runProxy(config: Config, configPath: string): Promise<void
 /** The serving half, the same in a single process and in a worker. */
 async function startServing(config: Config, configPath: string, metrics: Metrics, log: Logger, place?: WorkerPlace) {
   const material = loadTlsMaterial(config.tls);
-  const expired = expiredWarning(material);
-  if (expired !== null && !cluster.isWorker) log.warn(expired, EXPIRED_MESSAGE); // with workers, the primary says it
+  if (!cluster.isWorker) warnIfExpired(material, log); // with workers, the primary says it
   const listener = new Listener(config, material, metrics, log, place);
   const address = await listener.listen();
   const state = { current: config, draining: false };
@@ -369,8 +368,7 @@ function summed(lists: MetricList[]): MetricList {
 }
 
 async function runPrimary(config: Config, configPath: string, count: number, log: Logger): Promise<void> {
-  const expired = expiredWarning(loadTlsMaterial(config.tls)); // files that do not load: one ConfigError here (exit 2), not one per worker
-  if (expired !== null) log.warn(expired, EXPIRED_MESSAGE);
+  warnIfExpired(loadTlsMaterial(config.tls), log); // files that do not load: one ConfigError here (exit 2), not one per worker
   // The workers' ticket secrets start from this one (each asks for it): every worker issues and
   // takes the same tickets.
   const tickets = ticketSecrets(config.tls.ticket_rotation_ms);
@@ -517,8 +515,7 @@ async function runPrimary(config: Config, configPath: string, count: number, log
     // by the workers; the primary keeps its config likewise.
     try {
       const next = loadConfigFile(configPath);
-      const expiredNext = expiredWarning(loadTlsMaterial(next.tls)); // what the workers check too: they keep their config when this throws
-      if (expiredNext !== null) log.warn(expiredNext, EXPIRED_MESSAGE);
+      warnIfExpired(loadTlsMaterial(next.tls), log); // what the workers check too: they keep their config when this throws
       // Replacement workers start with it, except what takes a restart (a new admin port, say,
       // is the primary's to bind, and `workers` decides whether a process is a worker at all).
       state.current = keepRestartOnly(state.current, next);

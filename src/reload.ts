@@ -5,7 +5,7 @@ import { ConfigError, loadConfigFile } from './config/load.js';
 import { type Config, keepRestartOnly, restartOnlyChanges } from './config/schema.js';
 import type { Logger } from './observability/logger.js';
 import type { Metrics } from './observability/metrics.js';
-import { EXPIRED_MESSAGE, expiredWarning, loadTlsMaterial, readTlsFilesAsync, tlsFiles, tlsFingerprint, type TlsFileBytes, type TlsMaterial } from './config/tls.js';
+import { loadTlsMaterial, warnIfExpired, readTlsFilesAsync, tlsFiles, tlsFingerprint, type TlsFileBytes, type TlsMaterial } from './config/tls.js';
 import type { Listener } from './proxy/listener.js';
 
 /** A folder event is looked at this long after it (later events do not push the look back). */
@@ -89,8 +89,7 @@ export class Reloader {
     this.lastFingerprint = material.fingerprint;
     this.metrics.reloads.labels('success').inc();
     this.log.info({ trigger, cert_expires: new Date(material.expiresAt * 1000).toISOString() }, 'configuration reloaded');
-    const expired = expiredWarning(material);
-    if (expired !== null) this.log.warn(expired, EXPIRED_MESSAGE); // each worker too: a certificate file's change reaches only them
+    warnIfExpired(material, this.log); // each worker too: a certificate file's change reaches only them
     this.onConfig(running);
     // Said at every reload while the file differs from what runs, not only the first time.
     if (ignored.length > 0) this.log.warn({ keys: ignored }, 'these changes take effect only on restart');

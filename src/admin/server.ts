@@ -1,7 +1,7 @@
 // Admin HTTP server: GET /metrics (Prometheus text), /healthz (alive), /readyz (ready to serve).
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { ListenError } from '../config/error.js';
+import { listenOn } from '../config/error.js';
 import type { Logger } from '../observability/logger.js';
 
 export interface AdminHandlers {
@@ -77,14 +77,7 @@ export async function startAdmin(host: string, port: number, handlers: AdminHand
   server.setTimeout(limits.idleMs); // no 'timeout' listener: an idle socket is destroyed
   server.headersTimeout = Math.min(server.headersTimeout, limits.idleMs);
   server.requestTimeout = Math.min(server.requestTimeout, limits.idleMs);
-  await new Promise<void>((resolve, reject) => {
-    const failed = (err: Error): void => reject(new ListenError('admin', host, port, err));
-    server.once('error', failed);
-    server.listen({ host, port }, () => {
-      server.off('error', failed);
-      resolve();
-    });
-  });
+  await listenOn(server, 'admin', host, port);
   // After listen(): an accept that fails (EMFILE) is an 'error' on the server; unheard, it
   // would end the process and every TLS session with it.
   server.on('error', (err) => log.error({ err: err.message }, 'admin server error'));

@@ -1,3 +1,5 @@
+import type { Server } from 'node:net';
+
 /** The configuration, or a file it names, cannot be used: one line per problem. */
 export class ConfigError extends Error {
   readonly code = 'ERR_CONFIG';
@@ -8,6 +10,18 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
     this.problems = problems;
   }
+}
+
+/** server.listen(), as a promise that rejects with a ListenError naming `what` (the config key). */
+export function listenOn(server: Server, what: string, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const failed = (err: Error): void => reject(new ListenError(what, host, port, err));
+    server.once('error', failed);
+    server.listen({ host, port }, () => {
+      server.off('error', failed);
+      resolve();
+    });
+  });
 }
 
 /** A port could not be taken (in use, not permitted, a host that does not resolve): one line. */

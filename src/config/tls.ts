@@ -22,13 +22,13 @@ export interface TlsMaterial {
 
 /**
  * Said at start and after a reload when a certificate served has expired (--check rejects it;
- * the proxy serves it, and clients that verify it refuse the handshake). Null when none has.
+ * the proxy serves it, and clients that verify it refuse the handshake).
  */
-export function expiredWarning(material: TlsMaterial, now = Date.now()): { cert_expired: string } | null {
-  return material.expiresAt * 1000 < now ? { cert_expired: new Date(material.expiresAt * 1000).toISOString() } : null;
+export function warnIfExpired(material: TlsMaterial, log: { warn(obj: object, msg: string): void }, now = Date.now()): void {
+  if (material.expiresAt * 1000 < now) {
+    log.warn({ cert_expired: new Date(material.expiresAt * 1000).toISOString() }, 'a certificate served has expired: clients that verify it refuse the handshake');
+  }
 }
-
-export const EXPIRED_MESSAGE = 'a certificate served has expired: clients that verify it refuse the handshake';
 
 export interface SniEntry {
   servername: string;

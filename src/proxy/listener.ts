@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import { MAX_MS, clientsPerProcess, type Config, type WorkerPlace } from '../config/schema.js';
 import { ticketSecrets, type TicketSecrets } from '../config/tickets.js';
 import type { SniEntry, TlsMaterial } from '../config/tls.js';
-import { ListenError } from '../config/error.js';
+import { listenOn } from '../config/error.js';
 import type { Logger } from '../observability/logger.js';
 import type { HandshakeFailureReason, Metrics } from '../observability/metrics.js';
 import { isPeerGone } from './close-reason.js';
@@ -137,16 +137,9 @@ export class Listener {
 
   async listen(): Promise<AddressInfo> {
     const { host, port } = this.config.listen;
-    await new Promise<void>((resolve, reject) => {
-      const failed = (err: Error): void => reject(new ListenError('listen', host, port, err));
-      this.tcp.once('error', failed);
-      this.tcp.listen({ host, port }, () => {
-        this.tcp.off('error', failed);
-        // From now on an error (an accept that fails: EMFILE) is logged; unheard it would end the process.
-        this.tcp.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
-        resolve();
-      });
-    });
+    await listenOn(this.tcp, 'listen', host, port);
+    // From now on an error (an accept that fails: EMFILE) is logged; unheard it would end the process.
+    this.tcp.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
     this.accepting = true;
     return this.tcp.address() as AddressInfo;
   }

@@ -319,21 +319,24 @@ describe('workers: 2 — one max_clients, the running config for replacements, n
   });
 });
 
+/**
+ * A port held by another listener (closed after the test), and the proxy run to its exit on a
+ * config with `config(port)` plus the test certificates.
+ */
+async function runWithPortTaken(t: TestContext, config: (taken: number) => Record<string, unknown>): Promise<{ taken: number; r: Awaited<ReturnType<typeof run>> }> {
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0 }, resolve));
+  t.after(() => blocker.close());
+  const taken = (blocker.address() as AddressInfo).port;
+  const certs = await sharedCerts();
+  const file = path.join(makeTempDir(), 'proxy.yaml');
+  writeFileSync(file, YAML.stringify({ ...config(taken), tls: { cert_file: certs.certFile, key_file: certs.keyFile } }));
+  return { taken, r: await run(process.execPath, [PROXY_CLI, '--config', file], { timeoutMs: 30_000 }) };
+}
+
 describe('workers: 2 that cannot listen', { timeout: 60_000 }, () => {
   test('the listen port is taken: the primary exits 1 with a fatal line instead of replacing workers forever', { timeout: 40_000 }, async (t) => {
-    const blocker = net.createServer();
-    await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0 }, resolve));
-    t.after(() => blocker.close());
-    const port = (blocker.address() as AddressInfo).port;
-    const certs = await sharedCerts();
-    const file = path.join(makeTempDir(), 'proxy.yaml');
-    writeFileSync(file, YAML.stringify({
-      listen: { host: '127.0.0.1', port },
-      tls: { cert_file: certs.certFile, key_file: certs.keyFile },
-      admin: { host: '127.0.0.1', port: 0 },
-      workers: 2,
-    }));
-    const r = await run(process.execPath, [PROXY_CLI, '--config', file], { timeoutMs: 30_000 });
+    const { r } = await runWithPortTaken(t, (port) => ({ listen: { host: '127.0.0.1', port }, admin: { host: '127.0.0.1', port: 0 }, workers: 2 }));
     const out = `${r.stdout}\n${r.stderr}`;
     assert.equal(r.timedOut, false, `still running after 30 s (replacing workers?)\n${out.slice(-2000)}`);
     assert.equal(r.code, 1, out.slice(-2000));
@@ -356,19 +359,11 @@ describe('workers: 3 with max_clients: 2', { timeout: 60_000 }, () => {
 
 describe('a port that cannot be taken, one process', { timeout: 60_000 }, () => {
   for (const what of ['listen', 'admin'] as const) {
-    test(`the ${what} port is in use → exit 1 with one line naming it, no stack trace`, { timeout: 30_000 }, async (t) => {
-      const blocker = net.createServer();
-      await new Promise<void>((resolve) => blocker.listen({ host: '127.0.0.1', port: 0 }, resolve));
-      t.after(() => blocker.close());
-      const taken = (blocker.address() as AddressInfo).port;
-      const certs = await sharedCerts();
-      const file = path.join(makeTempDir(), 'proxy.yaml');
-      writeFileSync(file, YAML.stringify({
-        listen: { host: '127.0.0.1', port: what === 'listen' ? taken : 0 },
-        tls: { cert_file: certs.certFile, key_file: certs.keyFile },
-        admin: { host: '127.0.0.1', port: what === 'admin' ? taken : 0 },
+    test(`the ${what} port is in use → exit 1 with one line naming it, no stack trace`, { timeout: 40_000 }, async (t) => {
+      const { taken, r } = await runWithPortTaken(t, (port) => ({
+        listen: { host: '127.0.0.1', port: what === 'listen' ? port : 0 },
+        admin: { host: '127.0.0.1', port: what === 'admin' ? port : 0 },
       }));
-      const r = await run(process.execPath, [PROXY_CLI, '--config', file], { timeoutMs: 20_000 });
       const out = `${r.stdout}\n${r.stderr}`;
       assert.equal(r.code, 1, out);
       assert.equal(r.stderr, `resp-tls-proxy: cannot listen on ${what} 127.0.0.1:${taken}: listen EADDRINUSE: address already in use 127.0.0.1:${taken}\n`, out);
