@@ -331,7 +331,7 @@ export class Listener {
     if (allow !== null && !allowed(allow, socket.getPeerCertificate())) {
       m.handshakeFailures.labels('not_allowed').inc();
       this.log.info({ subject: socket.getPeerCertificate().subject?.CN }, 'client certificate not in tls.allow; refused');
-      refuse(socket, this.config.close.drain_timeout_ms);
+      refuse(socket, this.config.close);
       return;
     }
     const sni = matchSni(this.material.sni, socket.servername);

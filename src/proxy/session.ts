@@ -1,6 +1,7 @@
 // One client connection and its backend connection: relays bytes both ways with backpressure,
 // and owns the one close path. Every trigger calls close(reason); it is idempotent and the
-// first reason wins. Only this file calls end() or destroy() on a socket.
+// first reason wins. Only this file calls end() or destroy() on a client or backend socket (the
+// admin HTTP server and the backend PING of /readyz close their own sockets).
 //
 // The orderly close, whatever the reason:
 //   1. stop accepting client input (it is read and discarded from now on);
@@ -904,11 +905,17 @@ export function dropWithoutTls(socket: Socket): void {
 
 /**
  * Turn away a client that completed the handshake but may not be served (tls.allow): no
- * reply, close_notify and FIN, then destroy after the drain time.
+ * reply, close_notify and FIN, then its input read and discarded as in a session's drain (phase
+ * 5), until close.drain_timeout_ms passes or close.drain_max_bytes are discarded; then destroy.
  */
-export function refuse(socket: TLSSocket, drainMs: number): void {
+export function refuse(socket: TLSSocket, close: SessionConfig['close']): void {
+  let drained = 0;
   socket.on('error', () => socket.destroy());
-  socket.resume();
+  socket.on('data', (chunk: Buffer) => {
+    drained += chunk.length;
+    if (drained > close.drain_max_bytes) socket.destroy();
+  });
   setImmediate(() => socket.end()); // not inside the handshake: see Session.turnAway
-  setTimeout(() => socket.destroy(), drainMs).unref();
+  const timer = setTimeout(() => socket.destroy(), close.drain_timeout_ms);
+  socket.once('close', () => clearTimeout(timer));
 }

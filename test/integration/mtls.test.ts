@@ -158,3 +158,34 @@ describe('tls.allow: client identities', { timeout: 120_000 }, () => {
     assert.equal(metricValue(text, 'resp_tls_proxy_connections_total'), 3, text);
   });
 });
+
+describe('tls.allow: a refused client that keeps sending', { timeout: 120_000 }, () => {
+  // A refused connection drains like a session's close (phase 5): bounded by close.drain_max_bytes
+  // as well as close.drain_timeout_ms, not by the timer alone.
+  const DRAIN_MAX = 1 << 20;
+  const stack = useStack({
+    proxy: () => ({
+      tls: { cert_file: stack.certs.certFile, key_file: stack.certs.keyFile, ca_file: stack.certs.caFile, allow: { cn: ['allowed-cn'] } },
+      close: { drain_timeout_ms: 60_000, drain_max_bytes: DRAIN_MAX },
+    }),
+  });
+
+  test('past close.drain_max_bytes it is torn down, not drained until close.drain_timeout_ms', { timeout: 60_000 }, async () => {
+    const c = stack.certs;
+    const payload = Buffer.alloc(32 << 20, 'x'); // far past the byte cap and the kernel's buffers
+    const r = await strictClient({
+      port: stack.proxy.port,
+      payload,
+      caFile: c.caFile,
+      certFile: c.clientCertFile, // CN test-client: not listed
+      keyFile: c.clientKeyFile,
+      afterWrite: 'read',
+      readTimeoutMs: 10_000,
+      deadlineMs: 40_000,
+    });
+    const why = `${showResult(r)}\n${logTail(stack.proxy)}`;
+    assert.equal(r.reply.length, 0, why);
+    assert.ok(r.writeError !== null || r.wrote < payload.length, `the client wrote all ${payload.length} bytes: drained past close.drain_max_bytes\n${why}`);
+    assert.ok(r.elapsedMs < 30_000, why);
+  });
+});
