@@ -915,6 +915,7 @@ export function refuse(socket: TLSSocket, close: SessionConfig['close']): void {
     drained += chunk.length;
     if (drained > close.drain_max_bytes) socket.destroy();
   });
+  socket.resume(); // a 'data' listener does not resume a socket paused explicitly
   setImmediate(() => socket.end()); // not inside the handshake: see Session.turnAway
   const timer = setTimeout(() => socket.destroy(), close.drain_timeout_ms);
   socket.once('close', () => clearTimeout(timer));
